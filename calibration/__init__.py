@@ -1,0 +1,1 @@
+"""Calibration data of the real inputs each network sees, for INT8."""

@@ -1,0 +1,1 @@
+"""TensorRT engine builders for FP32, FP16 and INT8."""

@@ -1,0 +1,1 @@
+"""ONNX export of every network (issue: ONNX export, parity and TensorRT lint)."""

@@ -1,0 +1,1 @@
+"""Engine runtime, the animation pipeline and lpt-run."""

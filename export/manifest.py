@@ -31,14 +31,14 @@ def sha256_bytes(data: bytes) -> str:
 
 def source_digest() -> str:
     """sha256 over the sources that decide what a graph computes or how it is traced (every lpt.models
-    module, the specs, the graph modules, the tracing code): editing any of them re-exports."""
+    module, the specs, the graph modules, the tracing and FP16 code): editing any of them re-exports."""
     import lpt.models
     import lpt.specs
 
-    from . import graphs, onnx_build
+    from . import fp16, graphs, onnx_build
 
     files = sorted(Path(lpt.models.__file__).parent.glob("*.py"))
-    files += [Path(m.__file__ or "") for m in (lpt.specs, graphs, onnx_build)]
+    files += [Path(m.__file__ or "") for m in (lpt.specs, graphs, onnx_build, fp16)]
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")

@@ -13,18 +13,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib.metadata import version
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lpt.errors import CheckpointError
-from lpt.models.checkpoint import LAYOUT_HINT, checkpoint_path, liveportrait_dir
+from lpt.models.checkpoint import LAYOUT_HINT, checkpoint_path, liveportrait_dir, load
 from lpt.models.registry import NETWORK_NAMES
+from lpt.models.sampling import use_gather_sampler
 from lpt.specs import SPECS
 
 from . import onnx_build as build
+from .fp16 import to_fp16
 from .graphs import graph_module, onnx_path
-from .lint import lint
+from .lint import lint, load_model
 from .manifest import Manifest, sha256_bytes, sha256_file, source_digest
 from .trt_support import parse_version
 
@@ -39,6 +42,7 @@ class Job:
     sampler: str | None  # "native" or "gather" for graphs holding the warping module, else None
     path: Path
     lint: tuple[str, ...]  # TensorRT versions the file must pass
+    fp16_of: Path | None = None  # for an FP16 variant: the FP32 file it is converted from
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,9 @@ def native_ok(trt: str) -> bool:
 
 
 def plan(out_dir: Path, graphs: Iterable[str] | None = None, grid_sample: str | None = None,
-         trt: str = "10", fused: bool = True) -> list[Job]:
-    """The files to write. ``grid_sample`` None: ``native`` when ``trt`` is >= 11.2, else ``gather``."""
+         trt: str = "10", fused: bool = True, fp16: bool = False) -> list[Job]:
+    """The files to write. ``grid_sample`` None: ``native`` when ``trt`` is >= 11.2, else ``gather``.
+    With ``fp16``, each FP32 file is followed by its FP16 variant (``<graph>[.gather].fp16.onnx``)."""
     try:
         parse_version(trt)
     except ValueError as exc:
@@ -80,12 +85,21 @@ def plan(out_dir: Path, graphs: Iterable[str] | None = None, grid_sample: str | 
     samplers = ["native", "gather"] if grid_sample == "both" else [grid_sample]
     jobs = []
     for graph in dict.fromkeys(names):
-        if not has_sampler(graph):
-            jobs.append(Job(graph, None, onnx_path(out_dir, graph), tuple(dict.fromkeys(targets[s] for s in samplers))))
-        for sampler in samplers if has_sampler(graph) else ():
-            path = onnx_path(out_dir, graph, "gather" if sampler == "gather" else "")
-            jobs.append(Job(graph, sampler, path, (targets[sampler],)))
+        if has_sampler(graph):
+            for sampler in samplers:
+                path = onnx_path(out_dir, graph, "gather" if sampler == "gather" else "")
+                jobs.append(Job(graph, sampler, path, (targets[sampler],)))
+        else:  # no sampler: one file, which must pass every target in play
+            versions = sorted({targets[s] for s in samplers}, key=lambda v: parse_version(v)[0])
+            jobs.append(Job(graph, None, onnx_path(out_dir, graph), tuple(versions)))
+    if fp16:
+        jobs = [j for job in jobs for j in (job, Job(job.graph, job.sampler, fp16_path(job), job.lint, job.path))]
     return jobs
+
+
+def fp16_path(job: Job) -> Path:
+    variant = "gather.fp16" if job.sampler == "gather" else "fp16"
+    return onnx_path(job.path.parent, job.graph, variant)
 
 
 def _checkpoints(weights_dir: Path, graph: str, cache: dict[Path, str]) -> dict[str, str]:
@@ -107,13 +121,20 @@ def _lint(model: Any, job: Job, targets: Iterable[str]) -> None:
         findings = lint(model, trt)
         if findings:
             nodes = "; ".join(f"{f.where} ({f.op_type}): {f.problem}" for f in findings)
-            raise build.ExportError(f"{job.path.name} fails the TensorRT {findings[0].version} lint, "
+            raise build.ExportError(f"{job.path.name} fails the {findings[0].version} lint, "
                                     f"{len(findings)} finding(s): {nodes}")
 
 
-def _export(job: Job, networks: dict[str, Any]) -> tuple[bytes, int]:
-    from lpt.models.sampling import use_gather_sampler
+def _convert_fp16(job: Job) -> tuple[str, int, int]:
+    """Convert the FP32 file to the FP16 variant and lint it; returns (sha256, bytes, nodes)."""
+    assert job.fp16_of is not None
+    to_fp16(job.fp16_of, job.path, job.graph)
+    model = load_model(job.path)
+    _lint(model, job, job.lint)
+    return sha256_file(job.path), job.path.stat().st_size, len(model.graph.node)
 
+
+def _export(job: Job, networks: dict[str, Any]) -> tuple[bytes, int]:
     spec = SPECS[job.graph]
     module = graph_module(job.graph, networks)
     if job.sampler == "gather":
@@ -126,28 +147,30 @@ def _export(job: Job, networks: dict[str, Any]) -> tuple[bytes, int]:
 
 
 def export_onnx(weights_dir: str | Path, out_dir: str | Path, graphs: Iterable[str] | None = None,
-                grid_sample: str | None = None, trt: str = "10", fused: bool = True,
+                grid_sample: str | None = None, trt: str = "10", fused: bool = True, fp16: bool = False,
                 progress: Callable[[str], None] = print) -> list[Result]:
-    """Export the planned graphs from the checkpoints in ``weights_dir`` (official layout) into ``out_dir``."""
+    """Export the planned graphs from the checkpoints in ``weights_dir`` (official layout) into ``out_dir``;
+    with ``fp16``, also their FP16 variants (ModelOpt AutoCast, I/O FP32, see ``fp16.EXCLUSIONS``)."""
     start = time.perf_counter()
     weights_dir, out_dir = Path(weights_dir), Path(out_dir)
-    jobs = plan(out_dir, graphs, grid_sample, trt, fused)
-    manifest, hashes = Manifest(out_dir), {}
+    jobs = plan(out_dir, graphs, grid_sample, trt, fused, fp16)
+    manifest = Manifest(out_dir)
+    hashes: dict[Path, str] = {}  # checkpoint file -> sha256, each file hashed once
     common = {"tools": build.tool_versions(), "source": source_digest()}
     inputs = {}
     for job in jobs:
         spec = SPECS[job.graph]
         options = {"opset": spec.opset, "dtype": "float32", "exporter": build.EXPORTER, "simplifier": build.SIMPLIFIER,
-                   "batch_axis": 0, "batch_profile": list(spec.batch)}
+                   "batch_axis": 0, "batch_profile": dict(zip(("min", "opt", "max"), spec.batch))}
+        if job.fp16_of is not None:
+            options = {**options, "dtype": "float16 inside, float32 I/O", "converter": f"modelopt {version('nvidia-modelopt')} AutoCast"}
         inputs[job] = {"graph": job.graph, "grid_sample": job.sampler,
                        "checkpoints": _checkpoints(weights_dir, job.graph, hashes), **common, "options": options}
     stale = [job for job in jobs if not manifest.up_to_date(job.path, inputs[job])]
-    needed = {n for job in stale for n in SPECS[job.graph].networks}
-    networks = {}
-    if needed:
-        from lpt.models import load
-
-        networks = load(weights_dir, tuple(n for n in NETWORK_NAMES if n in needed))
+    redone = {job.path for job in stale}
+    stale += [job for job in jobs if job.fp16_of in redone and job not in stale]  # a new FP32 file: convert again
+    needed = {n for job in stale if job.fp16_of is None for n in SPECS[job.graph].networks}
+    networks = load(weights_dir, tuple(n for n in NETWORK_NAMES if n in needed)) if needed else {}
     results, width = [], max(len(job.path.name) for job in jobs)
     for job in jobs:
         t0 = time.perf_counter()
@@ -155,24 +178,28 @@ def export_onnx(weights_dir: str | Path, out_dir: str | Path, graphs: Iterable[s
             entry = manifest.files[job.path.name]
             missing = [t for t in job.lint if t not in entry.get("lint", [])]
             if missing:  # same file, a new target: lint it, export nothing
-                from .lint import load_model
-
                 _lint(load_model(job.path), job, missing)
                 manifest.record(job.path, {**entry, "lint": [*entry["lint"], *missing]})
             results.append(Result(job.path, "up to date", time.perf_counter() - t0, manifest.files[job.path.name]))
-            progress(f"  {job.path.name:<{width}}  up to date")
+            linted = f" (now also passes the lint for TensorRT {', '.join(missing)})" if missing else ""
+            progress(f"  {job.path.name:<{width}}  up to date{linted}")
             continue
-        data, nodes = _export(job, networks)
-        build.write_atomic(job.path, data)
+        if job.fp16_of is None:
+            data, nodes = _export(job, networks)
+            build.write_atomic(job.path, data)
+            digest, size = sha256_bytes(data), len(data)
+        else:
+            digest, size, nodes = _convert_fp16(job)
         seconds = time.perf_counter() - t0
-        entry = {**inputs[job], "variant": "gather" if job.sampler == "gather" else "",
-                 "onnx": {"sha256": sha256_bytes(data), "bytes": len(data), "nodes": nodes},
+        variant = job.path.name[len(job.graph) + 1 : -len(".onnx")]
+        entry = {**inputs[job], "variant": variant,
+                 "onnx": {"sha256": digest, "bytes": size, "nodes": nodes},
                  "lint": list(job.lint), "seconds": round(seconds, 2),
                  "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         manifest.record(job.path, entry)
         results.append(Result(job.path, "exported", seconds, entry))
         progress(f"  {job.path.name:<{width}}  exported in {seconds:5.1f} s  {nodes:4d} nodes  "
-                 f"{len(data) / 1e6:7.1f} MB  lint TensorRT {', '.join(job.lint)}: ok")
+                 f"{size / 1e6:7.1f} MB  lint TensorRT {', '.join(job.lint)}: ok")
     written = sum(r.status == "exported" for r in results)
     progress(f"{written} exported, {len(results) - written} up to date, in {time.perf_counter() - start:.1f} s "
              f"-> {manifest.path}")

@@ -125,9 +125,13 @@ def lint_onnx(files: tuple[Path, ...], trt: str, plugins: tuple[str, ...]) -> No
 @click.option("--trt", "trt", default="10", show_default=True, callback=_trt_version, metavar="VERSION",
               help="Target TensorRT (10, 11 or a minor such as 11.2): picks the default grid sampling and the lint.")
 @click.option("--no-fused", is_flag=True, help="Leave out the fused warp_decode graph.")
+@click.option("--fp16/--no-fp16", default=True, show_default=True,
+              help="Also write each graph's FP16 variant (<graph>[.gather].fp16.onnx; I/O stay FP32).")
 @reports_errors
-def export(weights_dir: Path, out_dir: Path, graphs: str | None, grid_sample: str | None, trt: str, no_fused: bool) -> None:
-    """Export every network (and the fused warp+decode graph) to FP32 ONNX with a dynamic batch axis.
+def export(weights_dir: Path, out_dir: Path, graphs: str | None, grid_sample: str | None, trt: str, no_fused: bool,
+           fp16: bool) -> None:
+    """Export every network (and the fused warp+decode graph) to FP32 ONNX with a dynamic batch axis, and
+    to FP16 ONNX (precision in the graph, as TensorRT 11 needs it).
 
     Each file is simplified, checked, linted against the target TensorRT and recorded in OUT/manifest.json;
     a file whose checkpoints, tools and options are unchanged is not exported again.
@@ -135,4 +139,40 @@ def export(weights_dir: Path, out_dir: Path, graphs: str | None, grid_sample: st
     from lpt.export.onnx_export import export_onnx
 
     names = [g.strip() for g in graphs.split(",") if g.strip()] if graphs is not None else None
-    export_onnx(weights_dir, out_dir, names, grid_sample, trt, fused=not no_fused, progress=click.echo)
+    export_onnx(weights_dir, out_dir, names, grid_sample, trt, fused=not no_fused, fp16=fp16, progress=click.echo)
+
+
+@main.command("parity")
+@click.option("--weights", "weights_dir", required=True, type=click.Path(path_type=Path),
+              help="The checkpoints the ONNX files were exported from (official layout).")
+@click.option("--onnx", "onnx_dir", default="build/onnx", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the ONNX files (`lpt export --out`).")
+@click.option("--graphs", default=None, metavar="A,B", help="Comma-separated graph names (default: all).")
+@click.option("--variants", default=None, metavar="A,B",
+              help="Of native, gather, fp16, gather.fp16; each named one must exist. "
+                   "Default: every one whose file exists.")
+@click.option("--report", "report", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report path [default: ONNX/parity.json].")
+@click.option("--assets", default=None, type=click.Path(path_type=Path),
+              help="Folder with source/*.jpg and driving/*.mp4|*.jpg [default: ../shared/assets beside the "
+                   "checkout; demo portraits when absent].")
+@click.option("--quick", is_flag=True, help="Fewer feeds: one real batch-2 feed per graph, random ones only for the cheap graphs.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random feeds.")
+@reports_errors
+def parity(weights_dir: Path, onnx_dir: Path, graphs: str | None, variants: str | None, report: Path | None,
+           assets: Path | None, quick: bool, seed: int) -> None:
+    """Compare every ONNX graph (and variant) with its PyTorch reference through Polygraphy's Comparator.
+
+    Feeds are crops of real images, the intermediates they produce and seeded random tensors, at batch
+    1 and 2. Runners: ONNX Runtime (CPU, CUDA where usable), TensorRT where installed. Prints a table,
+    writes a JSON report; exit status 1 when any output fails its tolerance, 2 on bad input.
+    """
+    from lpt.export.parity import run_parity
+
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text is not None else None  # noqa: E731
+    result = run_parity(weights_dir, onnx_dir, split(graphs), split(variants), report=report, assets=assets,
+                        quick=quick, seed=seed, progress=click.echo)
+    if not result.ok:
+        failed = sorted({f"{r.graph} {r.variant} {r.runner} {r.output}" for r in result.rows if not r.passed})
+        click.echo(f"lpt: parity FAILED for {len(failed)} output(s): {', '.join(failed)}", err=True)
+        sys.exit(1)

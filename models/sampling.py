@@ -47,16 +47,19 @@ class TrilinearGather(nn.Module):
     and gets weight 0 (zeros padding). The 8 corners are the outer sum/product of the per-axis pairs, read
     by ONE row Gather from a ``(N*D*H*W, C)`` table and summed with their weights. Exports at opset 17+ as
     Floor/Clip/Min/Cast/Gather/Mul/Add/ReduceSum (no GridSample) and keeps the batch axis dynamic: only
-    C, D, H and W, static in every graph, are read as Python ints. In eager mode it matches
-    ``F.grid_sample`` bit for bit on CPU (same operation order); exported, within float round-off.
+    C, D, H and W, static in every graph, are read as Python ints. It follows ATen's operation order, so
+    eager results equal ``F.grid_sample``'s on most inputs and differ by float round-off (~1e-7) elsewhere.
 
-    volume (N, C, D, H, W), grid (N, Do, Ho, Wo, 3) of (x, y, z) -> (N, C, Do, Ho, Wo). The volume must be
-    finite: an out-of-range corner reads a real voxel and multiplies it by 0.
+    volume (N, C, D, H, W), grid (N, Do, Ho, Wo, 3) of (x, y, z) -> (N, C, Do, Ho, Wo). Both must be finite
+    (as they are in the warping module): an out-of-range corner reads a real voxel and multiplies it by 0,
+    where ``F.grid_sample`` skips it, so an inf or NaN would spread instead of being dropped.
     """
 
     def forward(self, volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         n = volume.shape[0]
         c, d, h, w = (int(s) for s in volume.shape[1:])
+        if d * h * w > 2**24:
+            raise ValueError(f"TrilinearGather: a {d}x{h}x{w} volume has more voxels than float32 indexes exactly")
         out_dims = grid.shape[1:4]
         size = torch.tensor([w, h, d], dtype=grid.dtype, device=grid.device)  # per axis x, y, z
         stride = torch.tensor([1, w, h * w], dtype=grid.dtype, device=grid.device).view(3, 1)
@@ -77,6 +80,7 @@ class TrilinearGather(nn.Module):
         rows = table.index_select(0, index.reshape(-1)).view(n, -1, 8, c)  # the one Gather
         sampled = (rows * weight.reshape(n, -1, 8, 1)).sum(dim=2)  # (N, P, C)
         return sampled.transpose(1, 2).contiguous().view(n, c, *out_dims)
+
 
 def use_gather_sampler(module: nn.Module) -> nn.Module:
     """A copy of ``module`` with every ``GridSample3d`` submodule replaced by a ``TrilinearGather``.

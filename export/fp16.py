@@ -48,6 +48,13 @@ EXCLUSIONS: dict[str, Exclusions] = {
     "warping_module.gather": Exclusions(op_types=GATHER_SAMPLER_OPS, why=(
         "the trilinear sampler: out max err 0.047 -> 0.0092, deformation 5.3e-4 -> 1.0e-4")),
     "warp_decode.gather": Exclusions(op_types=GATHER_SAMPLER_OPS, why="the same sampler inside the fused graph"),
+    # Native 5-D GridSample: with only the convolutions left FP16 beside it, `out` reached 0.152 abs on a
+    # large-motion feed (parity, synthetic weights); keeping the grid arithmetic, the Gaussians, the mask
+    # softmax and both samplings FP32, as in the gather variant, is what brings it within tolerance.
+    "warping_module": Exclusions(op_types=(*GATHER_SAMPLER_OPS, "GridSample", "Softmax", "Exp"), why=(
+        "grid arithmetic, keypoint Gaussians, mask softmax and the two 5-D samplings")),
+    "warp_decode": Exclusions(op_types=(*GATHER_SAMPLER_OPS, "GridSample", "Softmax", "Exp"),
+                              why="as warping_module, inside the fused graph"),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -15,8 +16,6 @@ from lpt.models.checkpoint import load, save_official_layout
 from lpt.models.synthetic import synthesize
 from lpt.specs import SPECS
 
-ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("modelopt.onnx.autocast")
 
 GRAPHS = ("appearance_feature_extractor", "motion_extractor", "stitching", "eye_retargeting", "lip_retargeting")
 

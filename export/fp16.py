@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from .onnx_build import write_atomic
+from lpt.files import write_atomic
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from lpt.models.motion import headpose_to_degrees
 from torch import nn
 
-from lpt.models.motion import headpose_to_degrees
 from lpt.specs import SPECS, GraphSpec
 
 VARIANTS = ("fp16", "gather", "gather.fp16", "int8", "int8-cpu")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .onnx_build import write_atomic
+from lpt.files import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -33,6 +33,7 @@ def source_digest() -> str:
     """sha256 over the sources that decide what a graph computes or how it is traced (every lpt.models
     module, the specs, the graph modules, the tracing and FP16 code): editing any of them re-exports."""
     import lpt.models
+
     import lpt.specs
 
     from . import fp16, graphs, onnx_build

@@ -18,11 +18,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from importlib.metadata import version
-from pathlib import Path
 
 import onnx
 import torch
@@ -122,21 +119,3 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> onnx.ModelProto:
             if tuple(dims[1:]) != t.shape[1:]:
                 raise ExportError(f"{spec.name}: {kind} {t.name} has shape {dims}, the spec says {t.shape}")
     return inferred
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users and containers
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

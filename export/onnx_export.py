@@ -13,15 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.metadata import version
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from lpt.errors import CheckpointError
 from lpt.models.checkpoint import LAYOUT_HINT, checkpoint_path, liveportrait_dir, load
 from lpt.models.registry import NETWORK_NAMES
 from lpt.models.sampling import use_gather_sampler
+
+from lpt.errors import CheckpointError
+from lpt.files import write_atomic
 from lpt.specs import SPECS
 
 from . import onnx_build as build
@@ -186,7 +188,7 @@ def export_onnx(weights_dir: str | Path, out_dir: str | Path, graphs: Iterable[s
             continue
         if job.fp16_of is None:
             data, nodes = _export(job, networks)
-            build.write_atomic(job.path, data)
+            write_atomic(job.path, data)
             digest, size = sha256_bytes(data), len(data)
         else:
             digest, size, nodes = _convert_fp16(job)

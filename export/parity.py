@@ -24,7 +24,13 @@ from lpt.errors import LptError, OnnxError
 from lpt.specs import SPECS, GraphSpec
 
 from .graphs import onnx_path
-from .parity_inputs import Feed, Reference, build_feeds, load_real_images, networks_needed
+from .parity_inputs import (
+    Feed,
+    Reference,
+    build_feeds,
+    load_real_images,
+    networks_needed,
+)
 from .parity_report import IMAGE_OUTPUTS, Row, fill_stats, summary, table, write_report
 
 REFERENCE = "pytorch"
@@ -153,7 +159,13 @@ def _ort_runner(provider: str, name: str) -> Callable[[Path, GraphSpec], Any]:
 
 def _trt_runner(path: Path, spec: GraphSpec) -> Any:
     """A strongly typed engine (TensorRT 11 has no weak-typing precision flags), the spec's batch profile."""
-    from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, NetworkFromOnnxPath, Profile, TrtRunner
+    from polygraphy.backend.trt import (
+        CreateConfig,
+        EngineFromNetwork,
+        NetworkFromOnnxPath,
+        Profile,
+        TrtRunner,
+    )
 
     profile = Profile()
     for t in spec.inputs:

@@ -25,11 +25,11 @@ from typing import cast
 import cv2
 import numpy as np
 import torch
+from lpt.models import motion
 from torch import nn
 
 from lpt.demo import draw_portrait
 from lpt.errors import LptError
-from lpt.models import motion
 from lpt.specs import SPECS
 
 from .graphs import graph_module

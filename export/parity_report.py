@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_build import write_atomic
+from lpt.files import write_atomic
 
 FORMAT = 1
 IMAGE_OUTPUTS = {("spade_generator", "out"), ("warp_decode", "out")}  # decoded frames in [0, 1]

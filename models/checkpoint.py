@@ -7,7 +7,7 @@ with ``torch.load(weights_only=True)`` so a file can never execute code.
 
 from __future__ import annotations
 
-import os
+import io
 import re
 import warnings
 from collections.abc import Mapping
@@ -17,8 +17,15 @@ import torch
 from torch import nn
 
 from lpt.errors import CheckpointError
+from lpt.files import write_atomic
 
-from .registry import BASE_FILES, NETWORK_NAMES, RETARGETING_FILE, RETARGETING_KEYS, build
+from .registry import (
+    BASE_FILES,
+    NETWORK_NAMES,
+    RETARGETING_FILE,
+    RETARGETING_KEYS,
+    build,
+)
 
 LAYOUT_HINT = (
     "expected the official layout: <weights>/liveportrait/base_models/"
@@ -136,16 +143,13 @@ def load_state_dicts(weights_dir: str | Path, names: tuple[str, ...] = NETWORK_N
 
 
 def atomic_write(path: Path, obj: object) -> None:
-    """Write text or a torch object under a temporary name, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if isinstance(obj, str):
-            tmp.write_text(obj)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Text as is, anything else as ``torch.save`` writes it, through ``lpt.files.write_atomic``."""
+    if isinstance(obj, str):
+        write_atomic(path, obj)
+        return
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def save_official_layout(weights_dir: str | Path, states: Mapping[str, Mapping[str, torch.Tensor]]) -> Path:

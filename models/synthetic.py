@@ -30,12 +30,12 @@ from torch import nn
 from lpt.demo import draw_portrait
 from lpt.errors import CheckpointError
 
+from . import motion
 from .appearance_feature_extractor import AppearanceFeatureExtractor
+from .checkpoint import atomic_write, save_official_layout
 from .convnextv2 import ConvNeXtV2Block
 from .layers import GlobalResponseNorm, LayerNorm2d, ResBlock3d
 from .motion_extractor import MotionExtractor
-from . import motion
-from .checkpoint import atomic_write, save_official_layout
 from .registry import BASE_FILES, NETWORK_NAMES, RETARGETING_FILE, build
 from .spade_generator import SPADEGenerator, SPADEResBlock
 from .warping_module import WarpingModule

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from lpt.models.checkpoint import save_official_layout
 from lpt.models.registry import build
 

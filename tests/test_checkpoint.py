@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
-
-from lpt.cli import main
-from lpt.errors import CheckpointError
 from lpt.models import NETWORK_NAMES, build, load
 from lpt.models.checkpoint import fold_spectral_norm, save_official_layout
 from lpt.models.layers import SpectralNormConv2d
 from lpt.models.registry import LAYOUT_NAMES, RETARGETING_FILE
+from torch import nn
+
+from lpt.cli import main
+from lpt.errors import CheckpointError
 from lpt.specs import NETWORK_GRAPHS, SPECS
 
 from .conftest import shared_file

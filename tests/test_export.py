@@ -18,8 +18,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-
-from lpt.cli import main
 from lpt.export.graphs import onnx_path
 from lpt.export.lint import lint
 from lpt.export.manifest import sha256_file
@@ -29,8 +27,9 @@ from lpt.models import load
 from lpt.models.checkpoint import save_official_layout
 from lpt.models.registry import NETWORK_NAMES, build
 from lpt.models.sampling import GridSample3d, TrilinearGather, use_gather_sampler
-from lpt.specs import SPECS
 
+from lpt.cli import main
+from lpt.specs import SPECS
 
 MLPS = ("stitching", "eye_retargeting", "lip_retargeting")
 

@@ -3,19 +3,17 @@ tolerance, and the declared sensitive nodes kept FP32. Cheap graphs only, synthe
 
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from lpt.export.fp16 import downstream_nodes, exclusions_for, precision_by_node, to_fp16
 from lpt.export.graphs import graph_module, onnx_path
 from lpt.models.checkpoint import load, save_official_layout
 from lpt.models.synthetic import synthesize
-from lpt.specs import SPECS
 
+from lpt.specs import SPECS
 
 GRAPHS = ("appearance_feature_extractor", "motion_extractor", "stitching", "eye_retargeting", "lip_retargeting")
 

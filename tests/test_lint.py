@@ -12,13 +12,13 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from lpt.export.lint import Finding, format_findings, lint, load_model
+from lpt.export.trt_support import parse_version, support_for
+from lpt.models.sampling import GridSample3d
 from onnx import TensorProto, helper, numpy_helper
 
 from lpt.cli import main
 from lpt.errors import OnnxError
-from lpt.export.lint import Finding, format_findings, lint, load_model
-from lpt.export.trt_support import parse_version, support_for
-from lpt.models.sampling import GridSample3d
 
 F = TensorProto.FLOAT
 ALL_VERSIONS = ("10", "10.0", "10.16", "11.0", "11.1", "11.2", "11")

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from lpt.models import motion
 
 LIP = [6, 12, 14, 17, 19, 20]

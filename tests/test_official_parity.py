@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lpt.models import NETWORK_NAMES
 from torch import nn
 
-from lpt.models import NETWORK_NAMES
 from lpt.specs import SPECS
 
 ENV = "LPT_OFFICIAL_SRC"

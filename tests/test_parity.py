@@ -14,12 +14,12 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner, Result
-
-from lpt.cli import main
 from lpt.export import parity_inputs
 from lpt.export.parity_inputs import FEED_BATCHES, demo_images, load_real_images
 from lpt.models.checkpoint import save_official_layout
 from lpt.models.synthetic import synthesize
+
+from lpt.cli import main
 from lpt.specs import SPECS
 
 pytest.importorskip("polygraphy")

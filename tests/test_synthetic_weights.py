@@ -15,11 +15,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.utils.hooks import RemovableHandle
-
-from lpt.demo import draw_portrait
-from lpt.errors import CheckpointError
 from lpt.models import NETWORK_NAMES, build, load
 from lpt.models.checkpoint import fold_spectral_norm, load_state_dicts
 from lpt.models.layers import LayerNorm2d
@@ -37,6 +32,11 @@ from lpt.models.synthetic import (
     synthetic_marker,
     transformed_keypoints,
 )
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from lpt.demo import draw_portrait
+from lpt.errors import CheckpointError
 
 SEED = 0
 SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "source"

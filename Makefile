@@ -6,14 +6,17 @@ BIN := $(VENV)/bin
 WEIGHTS ?= build/weights
 SEED ?= 0
 ONNX ?= build/onnx
+CALIB ?= build/calib
+ENGINES ?= build/engines
+ASSETS ?= ../shared/assets
 
-.PHONY: install demo weights check onnx parity test clean
+.PHONY: install demo weights check onnx parity calib int8-onnx engines typecheck-trt bench test clean
 
 $(BIN)/lpt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	@touch $@
 
 install: $(BIN)/lpt  ## virtualenv with lpt and the CPU build of torch
@@ -36,7 +39,27 @@ onnx: $(if $(REAL_WEIGHTS),install,weights)  ## ONNX of every graph from WEIGHTS
 parity: onnx  ## every ONNX file against PyTorch through Polygraphy: a table, $(ONNX)/parity.json, exit 1 on a failure
 	$(BIN)/lpt parity --weights $(WEIGHTS) --onnx $(ONNX)
 
-demo: weights check  ## install, write synthetic weights, load and run every network
+calib: onnx  ## calibration set: the inputs every graph sees on the sample images and videos (held-out part kept apart)
+	$(BIN)/lpt calib build --weights $(WEIGHTS) --images $(ASSETS)/source --videos $(ASSETS)/driving --out $(CALIB)
+
+int8-onnx: calib  ## INT8 graphs from the calibration set: Q/DQ for TensorRT and <graph>.int8-cpu.onnx for ONNX Runtime, with an accuracy report
+	$(BIN)/lpt quantize --weights $(WEIGHTS) --onnx $(ONNX) --calib $(CALIB)
+
+engines: onnx  ## TensorRT engines (FP32, FP16, INT8 where its graph exists) for this GPU and TensorRT; needs `pip install -e .[trt]`
+	$(BIN)/lpt build --onnx $(ONNX) --out $(ENGINES)
+
+typecheck-trt: install  ## mypy over the TensorRT code against TensorRT 10.16 and 11.4 (bindings from PyPI; no TensorRT, no GPU)
+	$(BIN)/python -m tools.trt_typecheck
+
+# `make bench` exports the ONNX graphs first (nothing when they are up to date) so ONNX Runtime is measured too.
+BENCH_FRAMES ?= 3
+bench: install  ## per-graph and end-to-end speed, memory and fidelity, original vs lpt: tables, build/bench/bench.{json,md,png}
+	$(MAKE) --no-print-directory onnx
+	$(BIN)/lpt bench --weights $(WEIGHTS) --onnx $(ONNX) --engines $(ENGINES) \
+		-s $(ASSETS)/source/s0.jpg -d $(ASSETS)/driving/d18.mp4 --frames $(BENCH_FRAMES) --out build/bench $(BENCH_ARGS)
+
+demo: weights  ## install, write synthetic weights, animate the drawn demo face with lpt-run: build/demo.mp4
+	$(BIN)/lpt-run --weights $(WEIGHTS) -o build/demo.mp4
 
 test: install  ## the test suite (CPU only)
 	$(BIN)/python -m pytest -q

@@ -15,7 +15,7 @@ from torch import nn
 
 from lpt.specs import SPECS, GraphSpec
 
-VARIANTS = ("fp16", "gather", "gather.fp16", "int8", "int8-cpu")
+VARIANTS = ("fp16", "gather", "gather.fp16", "int8", "int8-cpu", "gather.int8", "gather.int8-cpu")
 
 
 def onnx_path(out_dir: str | Path, graph: str, variant: str = "") -> Path:

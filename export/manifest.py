@@ -11,18 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lpt.files import write_atomic
+from lpt.files import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -158,7 +158,9 @@ def _ort_runner(provider: str, name: str) -> Callable[[Path, GraphSpec], Any]:
 
 
 def _trt_runner(path: Path, spec: GraphSpec) -> Any:
-    """A strongly typed engine (TensorRT 11 has no weak-typing precision flags), the spec's batch profile."""
+    """An engine built from the ONNX file as `lpt build` builds it: strongly typed (TensorRT 11 has no
+    weak-typing precision flags), the spec's batch profile."""
+    from lpt.engines.plan import profile_shapes
     from polygraphy.backend.trt import (
         CreateConfig,
         EngineFromNetwork,
@@ -168,10 +170,25 @@ def _trt_runner(path: Path, spec: GraphSpec) -> Any:
     )
 
     profile = Profile()
-    for t in spec.inputs:
-        profile.add(t.name, *((b, *t.shape[1:]) for b in spec.batch))
+    for name, (low, opt, high) in profile_shapes(spec).items():
+        profile.add(name, low, opt, high)
     network = NetworkFromOnnxPath(str(path), strongly_typed=True)
     return TrtRunner(EngineFromNetwork(network, CreateConfig(profiles=[profile])), name="tensorrt")
+
+
+def engine_runner(path: Path, spec: GraphSpec) -> Any:
+    """Polygraphy's TrtRunner over an engine file of `lpt build`, checked against its sidecar first (this
+    TensorRT, this GPU architecture, the file intact) so a foreign engine fails in one line."""
+    from lpt.engines.environment import probe
+    from lpt.engines.sidecar import EngineRecord, verify_engine
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    record = EngineRecord.read(path.with_suffix(".json"))
+    data = path.read_bytes()
+    verify_engine(path, probe(), record.precision if record is not None else "", data)
+    if record is not None and record.graph != spec.name:
+        raise LptError(f"{path.name} is an engine of {record.graph}, not of {spec.name}")
+    return TrtRunner(EngineFromBytes(data), name="polygraphy")
 
 
 def runner_choices() -> tuple[list[RunnerChoice], dict[str, str]]:

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from lpt.errors import LptError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def reports_errors(fn: F) -> F:
-    """Turn an ``LptError`` into ``lpt: error: <message>`` on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LptError as exc:
-            click.echo(f"lpt: error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
+from lpt.errors import reports_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,10 +150,30 @@ def parity(weights_dir: Path, onnx_dir: Path, graphs: str | None, variants: str 
     """
     from lpt.export.parity import run_parity
 
-    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text is not None else None  # noqa: E731
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text is not None else None
     result = run_parity(weights_dir, onnx_dir, split(graphs), split(variants), report=report, assets=assets,
                         quick=quick, seed=seed, progress=click.echo)
     if not result.ok:
         failed = sorted({f"{r.graph} {r.variant} {r.runner} {r.output}" for r in result.rows if not r.passed})
         click.echo(f"lpt: parity FAILED for {len(failed)} output(s): {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+# Commands of the other stages, each defined beside its code (one line each).
+from lpt.runtime.template_cli import template
+
+main.add_command(template)
+from lpt.engines.cli import build, parity_engines  # noqa: E402
+
+main.add_command(build)
+main.add_command(parity_engines)
+from lpt.bench.cli import bench
+
+main.add_command(bench)
+from lpt.calibration.cli import calib, quantize  # noqa: E402
+
+main.add_command(calib)
+main.add_command(quantize)
+from lpt.engines.cli import engines  # noqa: E402
+
+main.add_command(engines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -50,7 +51,7 @@ def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: floa
 
 def _look(seed: int) -> Look:
     rng = np.random.default_rng(seed)
-    pick = lambda palette: palette[rng.integers(len(palette))]  # noqa: E731
+    pick = lambda palette: palette[rng.integers(len(palette))]
     skin = _jitter(rng, pick(SKIN), 8)
     return Look(
         skin=skin,
@@ -177,3 +178,34 @@ def draw_portrait(seed: int = 0, size: int = 512, yaw: float = 0.0, mouth_open: 
     img += rng.normal(0.0, 3.0, img.shape).astype(np.float32)
     img = cv2.resize(np.clip(img, 0, 255), (size, size), interpolation=cv2.INTER_AREA)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def driving_poses(frames: int) -> list[tuple[float, float, float]]:
+    """(yaw, mouth_open, eye_open) per frame of the demo driving clip: a head turn there and back, the
+    mouth opening and closing twice, one blink in the middle."""
+    poses = []
+    for i in range(frames):
+        phase = i / max(1, frames - 1)
+        yaw = 20.0 * math.sin(2 * math.pi * phase)
+        mouth = 0.5 - 0.5 * math.cos(4 * math.pi * phase)
+        eye = 0.1 if abs(phase - 0.5) < 0.6 / max(1, frames) else 1.0
+        poses.append((yaw, mouth, eye))
+    return poses
+
+
+def write_demo_inputs(folder: Path, frames: int = 12, fps: float = 12.0, seed: int = 0) -> tuple[Path, Path]:
+    """The project's own demo pair: ``source.png`` (a drawn face) and ``driving.mp4`` (the same face of
+    another seed, moving). Kept when already there, so repeated runs reuse them."""
+    from lpt.files import write_atomic
+    from lpt.runtime.video import VideoWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source, driving = folder / "source.png", folder / f"driving-{frames}f.mp4"
+    if not source.is_file():
+        _ok, png = cv2.imencode(".png", cv2.cvtColor(draw_portrait(seed, 512), cv2.COLOR_RGB2BGR))
+        write_atomic(source, png.tobytes())
+    if not driving.is_file():
+        with VideoWriter(driving, fps) as writer:
+            for yaw, mouth, eye in driving_poses(frames):
+                writer.write(draw_portrait(seed + 1, 512, yaw=yaw, mouth_open=mouth, eye_open=eye))
+    return source, driving

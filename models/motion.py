@@ -383,3 +383,68 @@ def combined_lip_ratio(
     """(B, 2) float32 lip-MLP ratios: [source lip, c_d_lip[:, 0]]; shapes as ``combined_eye_ratio``."""
     lmk = source_lmk if source_lmk.ndim == 3 else source_lmk[None]
     return _combine(lip_close_ratio(lmk), c_d_lip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Source videos (spec 5.6)
+
+
+def smooth_sequence(observations: np.ndarray, observation_variance: float = 3e-7,
+                    transition_variance: float = 1e-5) -> np.ndarray:
+    """Kalman RTS smoothing of a (T, ...) sequence, as the official ``pykalman`` call: identity
+    transition and observation, initial mean = first observation, initial covariance I.
+
+    Every covariance stays a multiple of I, so the filter is one scalar recursion shared by all entries.
+    """
+    y = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)
+    n = len(y)
+    mean, var = np.empty_like(y), np.empty(n)
+    pred_mean, pred_var = np.empty_like(y), np.empty(n)
+    m, p = y[0], 1.0
+    for i in range(n):
+        if i > 0:
+            p = p + transition_variance
+        pred_mean[i], pred_var[i] = m, p
+        gain = p / (p + observation_variance)
+        m = m + gain * (y[i] - m)
+        p = (1 - gain) * p
+        mean[i], var[i] = m, p
+    smoothed = mean.copy()
+    for i in range(n - 2, -1, -1):
+        j = var[i] / pred_var[i + 1]
+        smoothed[i] = mean[i] + j * (smoothed[i + 1] - pred_mean[i + 1])
+    return smoothed.reshape(np.shape(observations)).astype(np.float32)
+
+
+def source_video_targets(source: list[Motion], driving: list[Motion], *, relative: bool = True,
+                         driving_image: bool = False, neutral_exp: np.ndarray | None = None,
+                         observation_variance: float = 3e-7) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (expression target (T, 21, 3), rotation target (T, 3, 3)) for a source video, smoothed
+    (spec 5.6). ``driving`` has one entry per source frame, or one for a driving image."""
+    exp_s = np.stack([m["exp"][0].numpy() for m in source])
+    R_s = np.stack([m["R"][0].numpy() for m in source])
+    if driving_image:
+        neutral = np.zeros((NUM_KP, 3), np.float32) if neutral_exp is None else np.asarray(neutral_exp).reshape(NUM_KP, 3)
+        exp_d = driving[0]["exp"][0].numpy()
+        return (exp_s + (exp_d - neutral)).astype(np.float32), R_s.astype(np.float32)
+    exp_d = np.stack([m["exp"][0].numpy() for m in driving])
+    R_d = np.stack([m["R"][0].numpy() for m in driving])
+    if relative:
+        exp_t = exp_s + (exp_d - exp_d[:1])
+        R_t = R_d @ np.swapaxes(R_d[:1], 1, 2) @ R_s
+    else:
+        exp_t, R_t = exp_d, R_d
+    return (smooth_sequence(exp_t, observation_variance), smooth_sequence(R_t, observation_variance))
+
+
+def source_video_keypoints(source: Motion, exp_target: torch.Tensor, R_target: torch.Tensor,
+                           region: Region = "all") -> torch.Tensor:
+    """x_d of one source-video frame: the source frame's expression with the region's partial subset
+    taken from the (smoothed) target, the target rotation for "all"/"pose", the source scale and
+    translation (t_z zeroed)."""
+    _check_region(region)
+    exp_new = select_expression(source["exp"], exp_target.reshape(1, NUM_KP, 3), region, partial=True)
+    R_new = R_target.reshape(1, 3, 3) if region in ("all", "pose") else source["R"]
+    t = source["t"].reshape(-1, 3)
+    t_new = torch.cat([t[:, :2], torch.zeros_like(t[:, 2:])], dim=1)
+    return transform_keypoints(source["kp"], R_new, exp_new, source["scale"], t_new)

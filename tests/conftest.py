@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from lpt.models.checkpoint import save_official_layout
-from lpt.models.registry import build
+from lpt.models.registry import NETWORK_NAMES, build
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -24,3 +24,22 @@ def small_networks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     names = ("appearance_feature_extractor", "stitching", "eye_retargeting", "lip_retargeting")
     return save_official_layout(tmp_path_factory.mktemp("weights"), {n: build(n).state_dict() for n in names})
+
+
+@pytest.fixture(scope="session")
+def full_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every network, full size and default-initialised, in the official layout."""
+    torch.manual_seed(0)
+    return save_official_layout(tmp_path_factory.mktemp("weights"), {n: build(n).state_dict() for n in NETWORK_NAMES})
+
+
+@pytest.fixture(scope="session")
+def full_onnx_dir(full_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[str]]:
+    """One export of every graph in both grid-sample variants (FP32), shared by the export and runtime
+    tests: (folder, status per file, progress lines)."""
+    from lpt.export.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx")
+    lines: list[str] = []
+    results = export_onnx(full_weights_dir, out, grid_sample="both", trt="10", progress=lines.append)
+    return out, [r.status for r in results], lines

@@ -25,7 +25,7 @@ from lpt.export.onnx_build import ExportError, example_inputs
 from lpt.export.onnx_export import _lint, export_onnx, plan
 from lpt.models import load
 from lpt.models.checkpoint import save_official_layout
-from lpt.models.registry import NETWORK_NAMES, build
+from lpt.models.registry import build
 from lpt.models.sampling import GridSample3d, TrilinearGather, use_gather_sampler
 
 from lpt.cli import main
@@ -110,18 +110,15 @@ def test_plan_picks_the_variant_by_tensorrt_version(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return save_official_layout(tmp_path_factory.mktemp("weights"), {n: build(n).state_dict() for n in NETWORK_NAMES})
+def weights_dir(full_weights_dir: Path) -> Path:
+    return full_weights_dir
 
 
 @pytest.fixture(scope="module")
-def exported(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("onnx")
-    lines: list[str] = []
-    results = export_onnx(weights_dir, out, grid_sample="both", trt="10", progress=lines.append)
-    assert [r.status for r in results] == ["exported"] * len(results)
-    assert len(lines) == len(results) + 1 and lines[-1].startswith(f"{len(results)} exported")
+def exported(full_onnx_dir: tuple[Path, list[str], list[str]]) -> Path:
+    out, statuses, lines = full_onnx_dir
+    assert statuses == ["exported"] * len(statuses)
+    assert len(lines) == len(statuses) + 1 and lines[-1].startswith(f"{len(statuses)} exported")
     return out
 
 

@@ -395,3 +395,52 @@ def test_combined_ratios() -> None:
     # B driving values against one source.
     lips = motion.combined_lip_ratio(torch.tensor([[0.1], [0.2], [0.3]]), lmk)
     assert torch.allclose(lips, torch.tensor([[0.5, 0.1], [0.5, 0.2], [0.5, 0.3]]), atol=1e-6)
+
+
+# ---- source videos (spec 5.6) ------------------------------------------------------------------------
+
+
+def test_smoothing_matches_the_official_kalman_smoother_on_a_step() -> None:
+    from lpt.models.motion import smooth_sequence
+
+    # pykalman 0.11.2 KalmanFilter(initial_state_mean=y[0], transition_covariance=1e-5, observation_covariance=3e-7).smooth
+    expected = [0.02832457, 0.97247706, 0.99919836]
+    got = smooth_sequence(np.array([[0.0], [1.0], [1.0]]))
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-5)
+
+
+def test_smoothing_keeps_a_constant_sequence_and_the_shape() -> None:
+    from lpt.models.motion import smooth_sequence
+
+    seq = np.tile(np.arange(9, dtype=np.float32).reshape(1, 3, 3), (5, 1, 1))
+    out = smooth_sequence(seq)
+    assert out.shape == seq.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, seq, atol=1e-6)
+
+
+def _motion(exp: float, yaw: float) -> dict:
+    from lpt.models.motion import rotation_matrix
+
+    one = torch.ones(1, 1)
+    return {"exp": torch.full((1, 21, 3), exp), "R": rotation_matrix(0 * one, yaw * one, 0 * one),
+            "kp": torch.zeros(1, 21, 3), "scale": one, "t": torch.tensor([[0.1, 0.2, 0.3]])}
+
+
+def test_source_video_targets_are_relative_to_the_first_driving_frame() -> None:
+    from lpt.models.motion import source_video_targets
+
+    source = [_motion(0.1, 0.0), _motion(0.1, 0.0)]
+    driving = [_motion(0.5, 10.0), _motion(0.5, 10.0)]  # no change against frame 0
+    exp_t, R_t = source_video_targets(source, driving, observation_variance=3e-7)
+    np.testing.assert_allclose(exp_t, 0.1, atol=1e-6)
+    np.testing.assert_allclose(R_t, np.tile(np.eye(3), (2, 1, 1)), atol=1e-6)
+
+
+def test_source_video_keypoints_take_the_partial_expression_and_zero_t_z() -> None:
+    from lpt.models.motion import expression_mask, source_video_keypoints
+
+    src = _motion(0.0, 0.0)
+    x_d = source_video_keypoints(src, torch.ones(1, 21, 3), torch.eye(3)[None])
+    mask = expression_mask("all", partial=True)
+    expected = np.where(mask, 1.0, 0.0) + np.array([0.1, 0.2, 0.0])
+    np.testing.assert_allclose(x_d[0].numpy(), expected, atol=1e-6)

@@ -1,0 +1,115 @@
+"""ONNX Runtime backend: one InferenceSession per graph file of ``lpt export`` / ``lpt quantize``.
+
+On the CPU provider values are numpy arrays. With the CUDA provider (onnxruntime-gpu) inputs and
+outputs are bound to device OrtValues, so the feature volume and warped features stay on the GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lpt.export.graphs import onnx_path
+
+from lpt.errors import LptError
+from lpt.specs import SPECS, GraphSpec
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class BackendError(LptError):
+    """A backend cannot run what was asked: missing files, library or device."""
+
+
+def graph_file(onnx_dir: Path, graph: str, precision: str, cuda: bool) -> Path:
+    """The file a graph runs from. INT8 on CPU uses ONNX Runtime's own quantization (``.int8-cpu``);
+    the Q/DQ graphs made for TensorRT (``.int8``) are for GPUs."""
+    variant = {"fp32": "", "fp16": "fp16", "int8": "int8" if cuda else "int8-cpu"}[precision]
+    return onnx_path(onnx_dir, graph, variant)
+
+
+def _make_hint(precision: str) -> str:
+    return "make int8-onnx" if precision == "int8" else "make onnx"
+
+
+class OnnxRuntimeSession:
+    def __init__(self, path: Path, spec: GraphSpec, providers: list[str]) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 (ORT raises its own Fail/InvalidGraph types)
+            raise BackendError(f"{path}: ONNX Runtime cannot load it: {str(exc).splitlines()[0]}") from None
+        self.spec = spec
+        self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        declared = {i.name for i in self.session.get_inputs()}
+        if declared != set(spec.input_names):
+            raise BackendError(f"{path}: inputs {sorted(declared)} do not match the spec's {list(spec.input_names)}")
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.on_cuda:
+            arrays = {n: np.ascontiguousarray(np.asarray(feeds[n], dtype=np.float32)) for n in self.spec.input_names}
+            return dict(zip(self.spec.output_names, self.session.run(list(self.spec.output_names), arrays)))
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name in self.spec.input_names:
+            value = feeds[name]
+            if not isinstance(value, ort.OrtValue):
+                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value, dtype=np.float32), "cuda", 0)
+            binding.bind_ortvalue_input(name, value)
+        for name in self.spec.output_names:
+            binding.bind_output(name, "cuda", 0)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.spec.output_names, binding.get_outputs()))
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, onnx_dir: str | Path, precision: str = "fp32", device: str = "auto") -> None:
+        import onnxruntime as ort
+
+        if precision not in PRECISIONS:
+            raise BackendError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.onnx_dir = Path(onnx_dir)
+        self.precision = precision
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "cuda" and not has_cuda:
+            raise BackendError(f"onnxruntime {ort.__version__} has no CUDA provider: pip install onnxruntime-gpu")
+        self.cuda = has_cuda and device != "cpu"
+        self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.cuda else ["CPUExecutionProvider"]
+        self._sessions: dict[str, OnnxRuntimeSession] = {}
+
+    def path(self, graph: str) -> Path:
+        return graph_file(self.onnx_dir, graph, self.precision, self.cuda)
+
+    def check_files(self, graphs: tuple[str, ...]) -> None:
+        """Fail before any work when a graph file is missing, naming the file and the command that makes it."""
+        missing = [self.path(g) for g in graphs if not self.path(g).is_file()]
+        if missing:
+            raise BackendError(f"{missing[0]} not found ({len(missing)} graph file(s) missing for "
+                               f"{self.precision}): run `{_make_hint(self.precision)}` or pass --onnx DIR")
+
+    def session(self, graph: str) -> OnnxRuntimeSession:
+        if graph not in self._sessions:
+            self.check_files((graph,))
+            self._sessions[graph] = OnnxRuntimeSession(self.path(graph), SPECS[graph], self.providers)
+        return self._sessions[graph]
+
+    def to_host(self, value: Any) -> np.ndarray:
+        if hasattr(value, "numpy"):  # OrtValue on a device
+            value = value.numpy()
+        return np.asarray(value, dtype=np.float32)
+
+    def describe(self) -> str:
+        device = "CUDA (I/O binding)" if self.cuda else "CPU"
+        return f"onnxruntime {self.precision} on {device}, graphs from {self.onnx_dir}"
+
+    def close(self) -> None:
+        self._sessions.clear()

@@ -1,0 +1,295 @@
+"""TensorRT backend: one engine per graph (`lpt build`), values kept on the GPU between graphs.
+
+Each session owns a device buffer per I/O tensor, allocated once for the profile's largest batch and bound
+to its execution context once; everything runs on the backend's one CUDA stream. ``run`` returns
+``DeviceTensor`` views of the session's output buffers, which another session takes as input with a
+device-to-device copy (skipped when the same contents were copied last time), so the feature volume and
+the warped features never cross to the host. Host data goes through pinned buffers.
+
+A view must stay valid while the caller holds it, though its session runs again: before a run overwrites
+its outputs, the views of the previous run that are still referenced are moved to buffers of their own
+(copy-on-write; none are when the caller drops results in time). With ``cuda_graphs`` each session
+captures its enqueue once per batch size (after one uncaptured run) and replays it; when capture fails
+the session runs uncaptured and ``describe`` says so.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from lpt.engines.plan import EngineError, Platform
+
+from lpt.specs import SPECS, GraphSpec
+
+from .cuda_memory import (
+    CudaError,
+    CudaGraph,
+    DeviceBuffer,
+    Event,
+    PinnedBuffer,
+    Stream,
+    copy_async,
+    set_device,
+    used_device_memory_mib,
+)
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class DeviceTensor:
+    """A tensor in GPU memory, as TensorRT sessions return and take it; ``backend.to_host`` reads it."""
+
+    __slots__ = ("__weakref__", "buffer", "dtype", "shape")
+
+    def __init__(self, buffer: DeviceBuffer, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        self.buffer = buffer
+        self.shape = shape
+        self.dtype = dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def __repr__(self) -> str:
+        return f"DeviceTensor(shape={self.shape}, dtype={self.dtype}, ptr=0x{self.buffer.ptr:x})"
+
+
+def _shape(dims: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+class _Binding:
+    """One I/O tensor: its device buffer and, for an input, the pinned buffer host data is staged in."""
+
+    def __init__(self, name: str, is_input: bool, dtype: np.dtype[Any], max_shape: tuple[int, ...]) -> None:
+        self.name, self.is_input, self.dtype, self.max_shape = name, is_input, dtype, max_shape
+        nbytes = int(np.prod(max_shape, dtype=np.int64)) * dtype.itemsize
+        self.buffer = DeviceBuffer(nbytes)
+        self.staging = PinnedBuffer(nbytes) if is_input else None
+        self.staged = Event() if is_input else None  # recorded after each upload from ``staging``
+        self.source: tuple[DeviceBuffer, int, tuple[int, ...]] | None = None  # what the buffer holds a copy of
+
+    def close(self) -> None:
+        self.buffer.free()
+        if self.staging is not None:
+            self.staging.free()
+        if self.staged is not None:
+            self.staged.close()
+
+
+class TensorRTSession:
+    def __init__(self, backend: TensorRTBackend, spec: GraphSpec, engine: trt.ICudaEngine, path: Path) -> None:
+        import tensorrt as trt
+
+        self.spec, self.path, self.backend, self.engine = spec, path, backend, engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        if sorted(names) != sorted((*spec.input_names, *spec.output_names)):
+            raise EngineError(f"{path.name}: tensors {names} are not those of lpt.specs for {spec.name}; rebuild it")
+        context = engine.create_execution_context()
+        if context is None:
+            raise EngineError(f"{path.name}: TensorRT could not create an execution context (out of GPU memory?)")
+        self.context: trt.IExecutionContext = context
+        self.batches: tuple[int, int] = (0, 0)
+        for name in spec.input_names:
+            low, _, high = engine.get_tensor_profile_shape(name, 0)
+            self.batches = (int(low[0]), int(high[0]))
+            if not context.set_input_shape(name, _shape(high)):
+                raise EngineError(f"{path.name}: TensorRT rejects the profile's own max shape of {name}")
+        self.bindings: dict[str, _Binding] = {}
+        for name in names:
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            max_shape = _shape(engine.get_tensor_profile_shape(name, 0)[2] if is_input else context.get_tensor_shape(name))
+            binding = _Binding(name, is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name))), max_shape)
+            self.bindings[name] = binding
+            if not context.set_tensor_address(name, binding.buffer.ptr):
+                raise EngineError(f"{path.name}: TensorRT rejects the address of {name}")
+        self.batch = self.batches[1]  # the batch whose shapes are set on the context now
+        self.issued: list[weakref.ref[DeviceTensor]] = []
+        self.graphs: dict[int, CudaGraph] = {}
+        self.warm: set[int] = set()
+        self.graph_failure = ""
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Every spec output as a DeviceTensor; ``feeds``: numpy arrays or DeviceTensors by input name."""
+        backend = self.backend
+        with backend.lock:
+            set_device(backend.device)
+            batch = self._batch_of(feeds)
+            self._detach_issued()
+            for name in self.spec.input_names:
+                self._stage(self.bindings[name], feeds[name])
+            if batch != self.batch:
+                for name in self.spec.input_names:
+                    self.context.set_input_shape(name, (batch, *self.bindings[name].max_shape[1:]))
+                self.batch = batch
+            self._execute(batch)
+            outputs: dict[str, Any] = {}
+            for name in self.spec.output_names:
+                binding = self.bindings[name]
+                binding.buffer.version += 1
+                tensor = DeviceTensor(binding.buffer, _shape(self.context.get_tensor_shape(name)), binding.dtype)
+                self.issued.append(weakref.ref(tensor))
+                outputs[name] = tensor
+            return outputs
+
+    def _batch_of(self, feeds: Mapping[str, Any]) -> int:
+        batches = set()
+        for t in self.spec.inputs:
+            if t.name not in feeds:
+                raise EngineError(f"{self.spec.name}: input {t.name!r} missing (given: {', '.join(feeds)})")
+            shape = tuple(feeds[t.name].shape)
+            if len(shape) != len(t.shape) or shape[1:] != t.shape[1:]:
+                raise EngineError(f"{self.spec.name}: input {t.name} has shape {shape}, expected (B, *{t.shape[1:]})")
+            batches.add(shape[0])
+        low, high = self.batches
+        if len(batches) != 1 or not low <= next(iter(batches)) <= high:
+            raise EngineError(f"{self.spec.name}: batch {sorted(batches)} outside the engine's profile {low}..{high}")
+        return int(batches.pop())
+
+    def _detach_issued(self) -> None:
+        """Move the still-referenced views of the last run to buffers of their own before it is overwritten."""
+        stream = self.backend.stream
+        owned = {id(self.bindings[name].buffer) for name in self.spec.output_names}
+        for ref in self.issued:
+            tensor = ref()
+            if tensor is not None and id(tensor.buffer) in owned:
+                copy = DeviceBuffer(tensor.nbytes, stream)
+                copy_async(copy.ptr, tensor.buffer.ptr, tensor.nbytes, "d2d", stream)
+                tensor.buffer = copy
+        self.issued.clear()
+
+    def _stage(self, binding: _Binding, value: Any) -> None:
+        stream = self.backend.stream
+        if isinstance(value, DeviceTensor):
+            if value.dtype != binding.dtype:
+                raise EngineError(f"{self.spec.name}: input {binding.name} is {value.dtype}, the engine takes {binding.dtype}")
+            source = (value.buffer, value.buffer.version, value.shape)
+            if binding.source is None or binding.source[0] is not value.buffer or binding.source[1:] != source[1:]:
+                copy_async(binding.buffer.ptr, value.buffer.ptr, value.nbytes, "d2d", stream)
+                binding.source = source
+            return
+        array = np.ascontiguousarray(value, dtype=binding.dtype)
+        assert binding.staging is not None and binding.staged is not None
+        binding.staged.wait()  # the previous upload from the pinned buffer has been read
+        binding.staging.array(array.shape, binding.dtype)[...] = array
+        copy_async(binding.buffer.ptr, binding.staging.ptr, array.nbytes, "h2d", stream)
+        binding.staged.record(stream)
+        binding.source = None
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(self.backend.stream.ptr):
+            raise EngineError(f"{self.path.name}: TensorRT could not enqueue the engine")
+
+    def _execute(self, batch: int) -> None:
+        stream = self.backend.stream
+        if not self.backend.cuda_graphs or self.graph_failure:
+            self._enqueue()
+            return
+        graph = self.graphs.get(batch)
+        if graph is None:
+            if batch not in self.warm:  # TensorRT initialises on its first enqueue: never capture that one
+                self.warm.add(batch)
+                self._enqueue()
+                return
+            try:
+                graph = self.graphs[batch] = CudaGraph(stream, self._enqueue)
+            except (CudaError, EngineError) as exc:
+                self.graph_failure = str(exc)
+                self._enqueue()
+                return
+        graph.launch(stream)
+
+    def close(self) -> None:
+        for graph in self.graphs.values():
+            graph.close()
+        self.graphs.clear()
+        del self.context, self.engine  # TensorRT frees on the last reference; before the buffers it points to
+        for binding in self.bindings.values():
+            binding.close()
+
+
+class TensorRTBackend:
+    """Sessions over the engines in ``engines_dir`` that match this GPU, TensorRT and ``precision``."""
+
+    name = "tensorrt"
+
+    def __init__(self, engines_dir: str | Path, precision: str = "fp16", *, cuda_graphs: bool = False,
+                 device: int = 0) -> None:
+        if precision not in PRECISIONS:
+            raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        from lpt.engines.environment import probe
+
+        self.platform: Platform = probe(device)  # one line when TensorRT, cuda-python or the GPU is missing
+        import tensorrt as trt
+
+        self.engines_dir, self.precision, self.cuda_graphs, self.device = Path(engines_dir), precision, cuda_graphs, device
+        set_device(device)
+        self.lock = threading.RLock()
+        self.stream = Stream()
+        self.logger = trt.Logger(trt.ILogger.Severity.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.sessions: dict[str, TensorRTSession] = {}
+        self.host: PinnedBuffer | None = None  # staging for to_host, grown to the largest read
+
+    def session(self, graph: str) -> TensorRTSession:
+        if graph not in self.sessions:
+            if graph not in SPECS:
+                raise EngineError(f"unknown graph {graph!r}; known: {', '.join(SPECS)}")
+            self.sessions[graph] = self._load(graph)
+        return self.sessions[graph]
+
+    def _load(self, graph: str) -> TensorRTSession:
+        from lpt.engines.sidecar import find_engine, verify_engine
+
+        path = find_engine(self.engines_dir, graph, self.precision, self.platform)
+        data = path.read_bytes()
+        verify_engine(path, self.platform, self.precision, data)
+        with self.lock:
+            set_device(self.device)
+            engine = self.runtime.deserialize_cuda_engine(data)
+            if engine is None:
+                raise EngineError(f"{path.name}: TensorRT {self.platform.tensorrt} could not load it; rebuild it")
+            return TensorRTSession(self, SPECS[graph], engine, path)
+
+    def to_host(self, value: Any) -> np.ndarray:
+        if not isinstance(value, DeviceTensor):
+            return np.array(value, dtype=np.float32)
+        with self.lock:
+            set_device(self.device)
+            if self.host is None or self.host.nbytes < value.nbytes:
+                if self.host is not None:
+                    self.host.free()
+                self.host = PinnedBuffer(value.nbytes)
+            copy_async(self.host.ptr, value.buffer.ptr, value.nbytes, "d2h", self.stream)
+            self.stream.synchronize()
+            return self.host.array(value.shape, value.dtype).astype(np.float32, copy=True)
+
+    def describe(self) -> str:
+        graphs = "CUDA graphs on" if self.cuda_graphs else "no CUDA graphs"
+        failed = [f"{g} ({s.graph_failure})" for g, s in self.sessions.items() if s.graph_failure]
+        if failed:
+            graphs += f", but uncaptured for {', '.join(failed)}"
+        return f"tensorrt {self.precision}: {self.platform.describe()}, engines from {self.engines_dir}; {graphs}"
+
+    def device_memory_mib(self) -> float:
+        return used_device_memory_mib()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.stream.closed:
+                return
+            self.stream.synchronize()
+            for session in self.sessions.values():
+                session.close()
+            self.sessions.clear()
+            if self.host is not None:
+                self.host.free()
+            self.stream.close()

@@ -1,0 +1,5 @@
+import sys
+
+from .typecheck import main
+
+sys.exit(main())

@@ -127,10 +127,12 @@ SPECS: dict[str, GraphSpec] = {
             (_t("source_image", 3, 256, 256),),
             (_t("feature_3d", 32, 16, 64, 64),),
             batch=(1, 1, 2),
-            int8_exclude=Int8Exclusions(op_types=("Add", "BatchNormalization"), why=(
-                "the residual stream (its Adds and the BatchNorms reading it): ModelOpt feature_3d SNR 16.1 -> "
-                "19.0 dB; no effect on the ORT flavour, which quantizes convolutions only")),
-            int8_threshold=Int8Threshold(min_snr_db=17.0),
+            int8_exclude=Int8Exclusions(op_types=("Add", "BatchNormalization"), params=(r"\.(first|second)\.",), why=(
+                "the residual stream's Adds and BatchNorms (ModelOpt feature_3d SNR 16.1 -> 19.0 dB; ORT quantizes "
+                "neither) and the convolutions in and out of the 2-D stem, first (the image) and second (it starts "
+                "the 3-D residual stream): ModelOpt 19.4 -> 21.5 dB, ORT 18.7 -> 22.4 dB, where F is the chain's "
+                "weakest link (INT8 F alone: frame PSNR 22.6 dB)")),
+            int8_threshold=Int8Threshold(min_snr_db=19.5),
         ),
         GraphSpec(
             "motion_extractor",
@@ -167,5 +169,5 @@ SPECS: dict[str, GraphSpec] = {
     )
 }
 # The final 512x512 frame of F -> W -> G run with INT8 graphs, against the FP32 chain (lpt quantize).
-INT8_FRAME_THRESHOLD = Int8Threshold(min_psnr_db=19.5, min_ssim=0.82)
+INT8_FRAME_THRESHOLD = Int8Threshold(min_psnr_db=20.5, min_ssim=0.85)
 NETWORK_GRAPHS = tuple(name for name in SPECS if name != "warp_decode")  # one graph per network

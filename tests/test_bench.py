@@ -142,7 +142,8 @@ def test_cli_writes_json_markdown_and_chart(where: Locations, tmp_path: Path) ->
     (["--source", "/nonexistent.jpg", "--driving", "/nonexistent.mp4", "--no-graphs"], "source /nonexistent.jpg not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["bench", "--out", str(tmp_path), *args])
+    weights = [] if "--weights" in args else ["--weights", str(tmp_path)]  # a fresh clone has no build/weights
+    result = CliRunner().invoke(main, ["bench", "--out", str(tmp_path), *weights, *args])
     assert result.exit_code == 2
     assert message in result.output and result.output.count("\n") == 1
 

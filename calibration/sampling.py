@@ -71,7 +71,8 @@ def frame_count(path: Path) -> int:
 
 def find_inputs(images_dir: Path, videos_dir: Path) -> InputFiles:
     """The still images of both folders and the videos of ``videos_dir``; other files (templates) are ignored."""
-    from lpt.export.parity_inputs import _images as read_images  # torch: not for the readers of a built set
+    # Imported here: it pulls in torch, which the readers of a built set do not need.
+    from lpt.export.parity_inputs import read_images
 
     for folder, what in ((images_dir, "images"), (videos_dir, "videos")):
         if not folder.is_dir():

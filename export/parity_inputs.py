@@ -124,7 +124,7 @@ def centre_crop(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(square.transpose(2, 0, 1))).float().div_(255).unsqueeze(0)
 
 
-def _images(folder: Path, notes: list[str]) -> list[tuple[Path, np.ndarray]]:
+def read_images(folder: Path, notes: list[str]) -> list[tuple[Path, np.ndarray]]:
     """The folder's *.jpg as RGB, in name order; an unreadable file is noted and left out."""
     out = []
     for path in sorted(folder.glob("*.jpg")):
@@ -177,7 +177,7 @@ def load_real_images(assets: Path | None = None) -> RealImages:
             raise LptError(f"assets folder {folder} not found (expected source/*.jpg and driving/*.mp4|*.jpg)")
         return demo_images(f"no assets folder at {folder}")
     notes: list[str] = []
-    sources = [Crop(p.name, centre_crop(rgb)) for p, rgb in _images(folder / "source", notes)]
+    sources = [Crop(p.name, centre_crop(rgb)) for p, rgb in read_images(folder / "source", notes)]
     drivers = []
     for path in sorted((folder / "driving").glob("*.mp4")):
         frames = read_frames(path)
@@ -186,7 +186,7 @@ def load_real_images(assets: Path | None = None) -> RealImages:
             continue
         first = Crop(f"{path.name}#{frames[0][0]}", centre_crop(frames[0][1]))
         drivers += [Driver(Crop(f"{path.name}#{i}", centre_crop(f)), first) for i, f in frames[1:]]
-    drivers += [Driver(Crop(p.name, centre_crop(rgb)), None) for p, rgb in _images(folder / "driving", notes)]
+    drivers += [Driver(Crop(p.name, centre_crop(rgb)), None) for p, rgb in read_images(folder / "driving", notes)]
     if not sources or not drivers:
         return demo_images(f"{folder} has no readable source/*.jpg or driving/*.mp4|*.jpg")
     names = ", ".join(c.label for c in [*sources, *(d.crop for d in drivers)])

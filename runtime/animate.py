@@ -90,9 +90,6 @@ class StageTimes:
             self.seconds[stage] += time.perf_counter() - start
             self.counts[stage] += 1
 
-    def per_call_ms(self, stage: str) -> float:
-        return 1000 * self.seconds[stage] / max(1, self.counts[stage])
-
 
 def image_tensor(crop_256: np.ndarray) -> np.ndarray:
     """(256, 256, 3) uint8 RGB -> (1, 3, 256, 256) float32 in [0, 1], as the official prepare_source."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -21,7 +22,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def synthetic_weights(say: callable) -> Path:  # type: ignore[valid-type]
+def synthetic_weights(say: Callable[[str], None]) -> Path:
     """Seed-0 synthetic weights in the cache, written once (about half a minute)."""
     from lpt.models.synthetic import MARKER, write_weights
 
@@ -137,11 +138,8 @@ def run_main(source: Path | None, driving: Path | None, output: Path | None, wei
 
     source_kind = media_kind(source, "source")
     if source_kind == "video":
-        from lpt.runtime.video import VideoReader
         from lpt.runtime.video_source import VideoSourceRun
 
-        with VideoReader(source, max_frames=1):  # a broken source video fails now, not after the networks load
-            pass
         run: Run = VideoSourceRun(runner_backend, cropper, options, progress=Progress(), announce=announce)
     else:
         run = Run(runner_backend, cropper, options, progress=Progress(), announce=announce)

@@ -30,7 +30,11 @@ class DrivingInput:
     kind: str  # "video" | "image" | "template"
     fps: Fraction | float
     frame_count: int | None  # None when the container does not say
-    audio_from: Path | None
+
+    @property
+    def audio_from(self) -> Path | None:
+        """The file whose audio the output copies: a driving video's own."""
+        return self.path if self.kind == "video" else None
 
     @property
     def single_image(self) -> bool:
@@ -56,7 +60,7 @@ def open_driving(path: Path, max_frames: int | None) -> tuple[DrivingInput, Iter
     if path.suffix.lower() in TEMPLATE_SUFFIXES:
         template = load_template(path)
         n = len(template.frames) if max_frames is None else min(max_frames, len(template.frames))
-        info = DrivingInput(path, "template", template.fps or DEFAULT_FPS, n, None)
+        info = DrivingInput(path, "template", template.fps or DEFAULT_FPS, n)
 
         def template_items() -> Iterator[DrivingItem]:
             for i in range(n):
@@ -67,7 +71,7 @@ def open_driving(path: Path, max_frames: int | None) -> tuple[DrivingInput, Iter
         return info, template_items()
     if media_kind(path, "driving") == "image":
         image = load_image(path)
-        return DrivingInput(path, "image", DEFAULT_FPS, 1, None), iter([DrivingItem(0, image)])
+        return DrivingInput(path, "image", DEFAULT_FPS, 1), iter([DrivingItem(0, image)])
     reader = VideoReader(path, max_frames=max_frames)
-    info = DrivingInput(path, "video", reader.fps, reader.frame_count, path)
+    info = DrivingInput(path, "video", reader.fps, reader.frame_count)
     return info, (DrivingItem(i, frame) for i, frame in enumerate(reader))

@@ -80,27 +80,31 @@ def _load_or_refuse(path: Path) -> None:
     assert all(f.exp.shape == (1, 21, 3) and f.exp.dtype == np.float32 for f in template.frames)
 
 
+def _mutated(workdir: Path, suffix: str, edit: Edit) -> Path:
+    """``base.<suffix>`` with ``edit`` applied, written as ``fuzz.<suffix>``."""
+    path = workdir / f"fuzz.{suffix}"
+    path.write_bytes(mutate((workdir / f"base.{suffix}").read_bytes(), edit))
+    return path
+
+
 @fuzz(400)
 @given(edit=edits)
 def test_template_pickle_loader(workdir: Path, edit: Edit) -> None:
-    path = workdir / "fuzz.pkl"
-    path.write_bytes(mutate((workdir / "base.pkl").read_bytes(), edit))
+    path = _mutated(workdir, "pkl", edit)
     _load_or_refuse(path)
 
 
 @fuzz(200)
 @given(edit=edits)
 def test_template_npz_loader(workdir: Path, edit: Edit) -> None:
-    path = workdir / "fuzz.npz"
-    path.write_bytes(mutate((workdir / "base.npz").read_bytes(), edit))
+    path = _mutated(workdir, "npz", edit)
     _load_or_refuse(path)
 
 
 @fuzz(200)
 @given(edit=edits)
 def test_video_reader(workdir: Path, edit: Edit) -> None:
-    path = workdir / "fuzz.mp4"
-    path.write_bytes(mutate((workdir / "base.mp4").read_bytes(), edit))
+    path = _mutated(workdir, "mp4", edit)
     try:
         with VideoReader(path, max_frames=50) as reader:
             frames = list(reader)

@@ -59,7 +59,7 @@ bench: install  ## per-graph and end-to-end speed, memory and fidelity, original
 		-s $(ASSETS)/source/s0.jpg -d $(ASSETS)/driving/d18.mp4 --frames $(BENCH_FRAMES) --out build/bench $(BENCH_ARGS)
 
 demo: weights  ## install, write synthetic weights, animate the drawn demo face with lpt-run: build/demo.mp4
-	$(BIN)/lpt-run --weights $(WEIGHTS) -o build/demo.mp4
+	$(BIN)/lpt-run --weights $(WEIGHTS) -o build/demo.mp4 --overwrite
 
 test: install  ## the test suite (CPU only)
 	$(BIN)/python -m pytest -q

@@ -31,8 +31,9 @@ def _names(text: str | None, known: tuple[str, ...], option: str) -> tuple[str, 
 
 
 @click.command("bench")
-@click.option("--weights", "weights_dir", default="build/weights", show_default=True, type=click.Path(path_type=Path),
-              help="Checkpoints in the official layout (`make weights` writes synthetic ones).")
+@click.option("--weights", "weights_dir", default=None, type=click.Path(path_type=Path),
+              help="Checkpoints in the official layout. Default: synthetic weights in the user cache (written once, "
+                   "and said so), as lpt-run does.")
 @click.option("--onnx", "onnx_dir", default="build/onnx", show_default=True, type=click.Path(path_type=Path),
               help="ONNX graphs (`make onnx`, `make int8-onnx`).")
 @click.option("--engines", "engines_dir", default="build/engines", show_default=True, type=click.Path(path_type=Path),
@@ -61,7 +62,7 @@ def _names(text: str | None, known: tuple[str, ...], option: str) -> tuple[str, 
               help="bench.json, bench.md, bench.png, and the videos under work/.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the per-graph inputs.")
 @reports_errors
-def bench(weights_dir: Path, onnx_dir: Path, engines_dir: Path, source: Path | None, driving: Path | None, frames: int,
+def bench(weights_dir: Path | None, onnx_dir: Path, engines_dir: Path, source: Path | None, driving: Path | None, frames: int,
           graphs: str | None, backends: str | None, precisions: str | None, runs: int, min_runs: int, warmup: int,
           cell_seconds: float, no_graphs: bool, no_e2e: bool, no_original: bool, no_cold: bool, out_dir: Path,
           seed: int) -> None:
@@ -86,6 +87,11 @@ def bench(weights_dir: Path, onnx_dir: Path, engines_dir: Path, source: Path | N
     if not no_e2e and source is None:
         source, driving = sample_assets() / SAMPLE_SOURCE, sample_assets() / SAMPLE_DRIVING
     say = lambda text: click.echo(text, err=True)
+    if weights_dir is None:
+        from lpt.models.synthetic import cached_weights
+
+        weights_dir = cached_weights(say)
+        say(f"weights: synthetic, {weights_dir} (give --weights for real ones)")
     options = BenchOptions(
         where=Locations(weights_dir, onnx_dir, engines_dir), out=out_dir,
         graphs=_names(graphs, tuple(SPECS), "--graphs"), candidates=candidates,

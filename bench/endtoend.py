@@ -69,7 +69,7 @@ def lpt_default(where: Locations) -> tuple[Candidate, str]:
 def unavailable(candidate: Candidate, where: Locations) -> str | None:
     """Why ``candidate`` cannot run the pipeline here (checked without loading anything), or None."""
     from lpt.runtime.animate import AnimationOptions
-    from lpt.runtime.backends import tensorrt_usable
+    from lpt.runtime.backends import tensorrt_usable, untraced_engines
 
     if candidate.backend == "torch":
         import torch
@@ -79,14 +79,17 @@ def unavailable(candidate: Candidate, where: Locations) -> str | None:
         return None
     if candidate.backend == "tensorrt":
         ok, why = tensorrt_usable()
-        return None if ok else why
+        return untraced_engines(where, AnimationOptions().graphs()) if ok else why
     import onnxruntime as ort
-    from lpt.runtime.onnxruntime_backend import graph_file
+    from lpt.runtime.onnxruntime_backend import graph_file, untraced_files
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     missing = [graph_file(where.onnx, g, candidate.precision, cuda) for g in AnimationOptions().graphs()]
     missing = [p for p in missing if not p.is_file()]
-    return f"{missing[0]} not found ({len(missing)} graph file(s) missing)" if missing else None
+    if missing:
+        return f"{missing[0]} not found ({len(missing)} graph file(s) missing)"
+    stale = untraced_files(where.onnx, candidate.precision, cuda, where.weights)
+    return stale.line() if stale is not None else None
 
 
 def _launch(command: list[str], log: Callable[[str], None]) -> tuple[int, float, float | None, deque[str]]:
@@ -200,7 +203,8 @@ class EndToEnd:
         script = Path(sys.executable).with_name("lpt-run")
         command = [str(script)] if script.is_file() else [sys.executable, "-c", "from lpt.runtime.cli import run_main; run_main()"]
         command += ["-s", str(self.source), "-d", str(self.driving), "-o", str(output), "--weights", str(self.where.weights),
-                    "--onnx", str(self.where.onnx), "--engines", str(self.where.engines), "--max-frames", str(self.frames)]
+                    "--onnx", str(self.where.onnx), "--engines", str(self.where.engines), "--max-frames", str(self.frames),
+                    "--overwrite"]
         self.progress(f"end to end, {COLD}: `lpt-run --max-frames {self.frames}` as a new process ({default.label})")
         with GpuMemoryPeak() as gpu:
             status, seconds, rss, tail = _launch(command, lambda line: None)

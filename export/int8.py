@@ -36,13 +36,12 @@ from lpt.files import write_atomic
 from lpt.specs import SPECS, Int8Exclusions
 
 from .graphs import onnx_path
-from .manifest import MANIFEST as EXPORT_MANIFEST
-from .manifest import sha256_file
+from .manifest import INT8_MANIFEST, sha256_file
+from .provenance import check_provenance, file_sha256
 
 Progress = Callable[[str], None]
 FLAVOURS = ("int8", "int8-cpu")
 QUANTIZER = {"int8": "lpt.calibration.ptq_modelopt", "int8-cpu": "lpt.calibration.ptq_ort"}
-INT8_MANIFEST = "int8-manifest.json"
 FORMAT = 1
 
 
@@ -91,34 +90,17 @@ def plan(onnx_dir: Path, graphs: Iterable[str], flavours: Iterable[str]) -> list
     return targets
 
 
-def check_weights(weights_dir: Path, calib: CalibrationSet, onnx_dir: Path, graphs: Iterable[str]) -> None:
-    """The calibration set and the ONNX files (as export's manifest records them) must come from the
+def check_weights(weights_dir: Path, calib: CalibrationSet, targets: Iterable[Target], onnx_dir: Path) -> None:
+    """The calibration set and the FP32 files quantized (as the manifest traces them) must come from the
     checkpoints in ``weights_dir``."""
     root = liveportrait_dir(weights_dir)
-    hashes: dict[str, str] = {}
-
-    def current(key: str) -> str:
-        if key not in hashes:
-            if not (root / key).is_file():
-                raise QuantizeError(f"missing checkpoint {root / key}")
-            hashes[key] = sha256_file(root / key)
-        return hashes[key]
-
     for key, value in calib.weights.get("checkpoints", {}).items():
-        if current(key) != value:
+        if not (root / key).is_file():
+            raise QuantizeError(f"missing checkpoint {root / key}")
+        if file_sha256(root / key) != value:
             raise QuantizeError(f"calibration set {calib.root} was built from other weights than {weights_dir} "
                                 f"({key} differs); rebuild it with `lpt calib build --weights {weights_dir}`")
-    try:
-        exported = json.loads((onnx_dir / EXPORT_MANIFEST).read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
-        return  # no export manifest: nothing recorded to compare with
-    wanted = set(graphs)
-    for name, entry in exported.items():
-        if isinstance(entry, dict) and entry.get("graph") in wanted:
-            for key, value in entry.get("checkpoints", {}).items():
-                if current(key) != value:
-                    raise QuantizeError(f"{onnx_dir / name} was exported from other weights than {weights_dir} "
-                                        f"({key} differs); run `lpt export --weights {weights_dir}` first")
+    check_provenance(onnx_dir, [t.src.name for t in targets], weights_dir)
 
 
 def tool_versions() -> dict[str, str]:
@@ -268,8 +250,8 @@ def quantize_graphs(weights_dir: str | Path, onnx_dir: str | Path, calib_dir: st
     if calib.count(HELD_OUT) == 0:
         raise QuantizeError(f"calibration set {calib.root} has no held-out samples to measure accuracy on; "
                             "rebuild it with --held-out 1 or more")
-    check_weights(weights_dir, calib, onnx_dir, names)
     targets = plan(onnx_dir, names, flavours)
+    check_weights(weights_dir, calib, targets, onnx_dir)
     weights = weights_description(weights_dir)
     progress(f"INT8 for {len(targets)} file(s) from {calib.root} ({calib.count()} calibration + "
              f"{calib.count(HELD_OUT)} held-out samples), weights {weights_dir}"

@@ -14,6 +14,7 @@ from typing import Any
 from lpt.files import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
+INT8_MANIFEST = "int8-manifest.json"  # written by `lpt quantize` (export/int8.py)
 FORMAT = 1
 
 

@@ -32,6 +32,7 @@ from .parity_inputs import (
     networks_needed,
 )
 from .parity_report import IMAGE_OUTPUTS, Row, fill_stats, summary, table, write_report
+from .provenance import OTHER_WEIGHTS, ProvenanceError, untraced_all
 
 REFERENCE = "pytorch"
 VARIANTS = ("native", "gather", "fp16", "gather.fp16")  # parity variant -> onnx_path variant: native is ""
@@ -280,31 +281,14 @@ def _compare(target: Target, feeds: Sequence[Feed], refs: Sequence[dict[str, np.
 # --- the command ---------------------------------------------------------------------------------------
 
 
-def _stale_notes(targets: Iterable[Target], weights_dir: Path, onnx_dir: Path) -> list[str]:
-    """Files whose manifest entry names other checkpoints than ``weights_dir``'s: they cannot match."""
-    import json
-
-    from lpt.models.checkpoint import checkpoint_path, liveportrait_dir
-
-    from .manifest import MANIFEST, sha256_file
-
-    try:
-        files = json.loads((onnx_dir / MANIFEST).read_text()).get("files", {})
-    except (OSError, ValueError):
-        return []
-    notes: list[str] = []
-    hashes: dict[Path, str] = {}
-    for target in targets:
-        recorded = files.get(target.path.name, {}).get("checkpoints", {})
-        for network in SPECS[target.graph].networks:
-            path = checkpoint_path(weights_dir, network)
-            key = path.relative_to(liveportrait_dir(weights_dir)).as_posix()
-            if key in recorded and path.is_file():
-                hashes.setdefault(path, sha256_file(path))
-                if hashes[path] != recorded[key]:
-                    notes.append(f"{target.path.name} was exported from another {key} than {weights_dir}'s: re-export it")
-                    break
-    return notes
+def _provenance_notes(targets: Iterable[Target], weights_dir: Path, onnx_dir: Path) -> list[str]:
+    """Refuse files the manifests say were made from other weights: they cannot match, and comparing them
+    would only blame the graphs. Files nothing traces (hand-made, edited) are what parity is for: a note."""
+    problems = untraced_all(onnx_dir, [t.path.name for t in targets], weights_dir)
+    other = next((p for p in problems if p.kind == OTHER_WEIGHTS), None)
+    if other is not None:
+        raise ProvenanceError(other.line())
+    return [p.line() for p in problems]
 
 
 def run_parity(weights_dir: str | Path, onnx_dir: str | Path, graphs: Sequence[str] | None = None,
@@ -329,13 +313,14 @@ def run_parity(weights_dir: str | Path, onnx_dir: str | Path, graphs: Sequence[s
     if not onnx_dir.is_dir():
         raise OnnxError(f"ONNX folder {onnx_dir} not found; make it with `lpt export --weights {weights_dir} --out {onnx_dir}`")
     targets, notes = plan(graphs, variants, weights_dir, onnx_dir)
+    notes += _provenance_notes(targets, weights_dir, onnx_dir)
     images = load_real_images(Path(assets) if assets is not None else None)
 
     from lpt.models import load
     from lpt.models.synthetic import synthetic_marker
 
     networks = load(weights_dir, networks_needed(graphs))
-    notes += _stale_notes(targets, weights_dir, onnx_dir) + images.notes
+    notes += images.notes
     choices, status = runner_choices()
     progress(f"parity: {len(targets)} file(s) of {len(graphs)} graph(s); runners: "
              + "; ".join(f"{k}: {v}" for k, v in status.items()))

@@ -1,4 +1,5 @@
-"""Writing files so that nothing is ever half-written: a temporary name in the same folder, then rename."""
+"""Writing files so that nothing is ever half-written (a temporary name in the same folder, then rename),
+hashing them, and the user's cache folder. Standard library only."""
 
 from __future__ import annotations
 
@@ -32,3 +33,9 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """``$LPT_CACHE``, else ``$XDG_CACHE_HOME/lpt``, else ``~/.cache/lpt`` (not created here)."""
+    root = os.environ.get("LPT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "lpt")
+    return Path(root)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# What the driving motion moves (``lpt-run --region``; the official ``animation_region``).
+REGIONS: tuple[str, ...] = ("all", "pose", "exp", "lip", "eyes")
+
 
 @dataclass(frozen=True)
 class TensorSpec:

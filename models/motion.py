@@ -14,12 +14,13 @@ from typing import Literal, TypedDict, TypeVar
 import numpy as np
 import torch
 
+from lpt.specs import REGIONS
+
 NUM_KP = 21
 NUM_BINS = 66
 RATIO_EPS = 1e-6
 
 Region = Literal["all", "pose", "exp", "lip", "eyes"]
-REGIONS: tuple[str, ...] = ("all", "pose", "exp", "lip", "eyes")
 
 LIP_KEYPOINTS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
 EYE_KEYPOINTS: tuple[int, ...] = (11, 13, 15, 16, 18)

@@ -29,6 +29,7 @@ from torch import nn
 
 from lpt.demo import draw_portrait
 from lpt.errors import CheckpointError
+from lpt.files import cache_dir
 
 from . import motion
 from .appearance_feature_extractor import AppearanceFeatureExtractor
@@ -533,3 +534,13 @@ def write_weights(out_dir: str | Path, seed: int, progress: Progress = _silent) 
     """Synthesise all seven networks for ``seed`` and write them in the official layout."""
     _check_target(Path(out_dir))  # before the synthesis, not after it
     return save_weights(out_dir, seed, synthesize(seed, progress=progress))
+
+
+def cached_weights(progress: Progress = _silent, seed: int = 0) -> Path:
+    """The seeded synthetic set in the user's cache, written once (about half a minute): what every verb
+    runs on when no weights are given."""
+    folder = cache_dir() / f"synthetic-weights-seed{seed}"
+    if not (folder / MARKER).is_file():
+        progress(f"no --weights given: writing synthetic weights (seed {seed}) to {folder} once")
+        write_weights(folder, seed, progress=lambda line: progress(f"  {line}"))
+    return folder

@@ -1,4 +1,8 @@
-"""Opening a backend by name, or the best one installed, with the reason for the choice."""
+"""Opening a backend by name, or the best one installed, with the reason for the choice. Graphs and engines
+made from other weights than ``Locations.weights`` are never chosen, and refused when asked for.
+
+Depends on: lpt.runtime backends (imported when opened), lpt.engines.provenance, lpt.errors.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from lpt.engines.provenance import engines_untraced
 from lpt.runtime.backend import Backend
 
 from lpt.errors import LptError
@@ -30,6 +35,21 @@ def _has_onnx(folder: Path, graphs: tuple[str, ...], precision: str) -> bool:
     return all(graph_file(folder, g, precision, cuda=False).is_file() for g in graphs)
 
 
+def untraced_onnx(where: Locations, precision: str) -> str | None:
+    """Why the ONNX Runtime graph files of ``precision`` cannot be traced to ``where.weights``, or None."""
+    from lpt.runtime.onnxruntime_backend import untraced_files
+
+    problem = untraced_files(where.onnx, precision, False, where.weights)
+    return problem.line() if problem is not None else None
+
+
+def untraced_engines(where: Locations, graphs: tuple[str, ...]) -> str | None:
+    """Why an engine of ``graphs`` (any precision, any platform) in ``where.engines`` cannot be traced to
+    ``where.onnx`` and ``where.weights``, or None."""
+    engines = [e for g in graphs for e in sorted(where.engines.glob(f"{g}.*.engine"))] if where.engines.is_dir() else []
+    return engines_untraced(engines, where.onnx, where.weights)
+
+
 def tensorrt_usable() -> tuple[bool, str]:
     if importlib.util.find_spec("tensorrt") is None:
         return False, "TensorRT is not installed"
@@ -48,22 +68,38 @@ def default_precision(backend: str) -> str:
     return "fp16" if backend == "tensorrt" else "fp32"
 
 
+def _not_tensorrt(where: Locations, graphs: tuple[str, ...]) -> str | None:
+    """Why TensorRT cannot run ``graphs`` here, or None when it can."""
+    ok, why = tensorrt_usable()
+    if not ok:
+        return why
+    if not _has_engines(where.engines):
+        return f"no engines in {where.engines}"
+    stale = untraced_engines(where, graphs)
+    return f"not TensorRT: {stale}" if stale is not None else None
+
+
 def choose(requested: str | None, precision: str, where: Locations, graphs: tuple[str, ...]) -> tuple[str, str]:
     """(backend name, why): the requested one, else TensorRT with engines, else ONNX Runtime with the
-    graph files, else PyTorch."""
+    graph files, else PyTorch; engines and graph files only when they trace back to ``where.weights``."""
     if requested is not None:
         if requested not in BACKENDS:
             raise LptError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
         return requested, "as asked"
-    trt_ok, trt_why = tensorrt_usable()
-    if trt_ok and _has_engines(where.engines):
+    not_trt = _not_tensorrt(where, graphs)
+    if not_trt is None:
         return "tensorrt", f"TensorRT and engines in {where.engines}"
     if _has_onnx(where.onnx, graphs, precision):
-        reason = trt_why if not trt_ok else f"no engines in {where.engines}"
-        return "onnxruntime", f"{reason}; ONNX graphs in {where.onnx}"
+        stale = untraced_onnx(where, precision)
+        if stale is None:
+            return "onnxruntime", f"{not_trt}; ONNX graphs in {where.onnx}"
+        if precision == "int8":
+            raise LptError(f"INT8 needs quantized graphs made from {where.weights}: {stale}")
+        return "torch", f"{not_trt}; not ONNX Runtime: {stale}"
     if precision == "int8":
         raise LptError(f"INT8 needs quantized graphs in {where.onnx} (`make int8-onnx`) or TensorRT engines")
-    return "torch", f"no TensorRT engines and no {precision} ONNX graphs in {where.onnx} (`make onnx`)"
+    engines = not_trt if not_trt.startswith("not TensorRT") else "no TensorRT engines"
+    return "torch", f"{engines} and no {precision} ONNX graphs in {where.onnx} (`make onnx`)"
 
 
 def open_backend(name: str, precision: str, where: Locations) -> Backend:
@@ -73,11 +109,11 @@ def open_backend(name: str, precision: str, where: Locations) -> Backend:
             raise LptError(f"--backend tensorrt: {why}; install it with `pip install -e .[trt]` on a CUDA machine")
         from lpt.runtime.trt_backend import TensorRTBackend
 
-        return TensorRTBackend(where.engines, precision)
+        return TensorRTBackend(where.engines, precision, onnx_dir=where.onnx, weights=where.weights)
     if name == "onnxruntime":
         from lpt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(where.onnx, precision)
+        return OnnxRuntimeBackend(where.onnx, precision, weights=where.weights)
     from lpt.runtime.torch_backend import TorchBackend
 
     return TorchBackend(where.weights, precision)

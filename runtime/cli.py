@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from lpt.models.motion import REGIONS
 
 from lpt.errors import LptError, reports_errors
+from lpt.files import cache_dir
+from lpt.specs import REGIONS
+
+if TYPE_CHECKING:
+    from lpt.runtime.animate import AnimationOptions
 
 SYNTHETIC_BANNER = ("*** SYNTHETIC WEIGHTS: not LivePortrait's. The result is NOT a real animation; it shows the "
                     "pipeline runs. Pass --weights with the official pretrained_weights for real output. ***")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("LPT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "lpt")
-    return Path(root)
-
-
-def synthetic_weights(say: Callable[[str], None]) -> Path:
-    """Seed-0 synthetic weights in the cache, written once (about half a minute)."""
-    from lpt.models.synthetic import MARKER, write_weights
-
-    folder = cache_dir() / "synthetic-weights-seed0"
-    if not (folder / MARKER).is_file():
-        say(f"no --weights given: writing synthetic weights (seed 0) to {folder} once")
-        write_weights(folder, 0, progress=lambda line: say(f"  {line}"))
-    return folder
 
 
 class Progress:
@@ -55,16 +43,14 @@ class Progress:
             click.echo(text, err=True)
 
 
-def _default_output(source: Path, driving: Path) -> Path:
-    return Path("animations") / f"{source.stem}--{driving.stem}.mp4"
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-s", "--source", type=click.Path(path_type=Path), help="Source portrait (image). Default: the demo face.")
 @click.option("-d", "--driving", type=click.Path(path_type=Path),
               help="Driving video, image, or motion template (.pkl, .npz, .json). Default: the demo clip.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output .mp4 (or .jpg/.png for a driving image). Default: animations/<source>--<driving>.mp4.")
+              help="Output .mp4 (or .jpg/.png for a source and a driving image). Default: "
+                   "animations/<source>--<driving>.mp4, the folder created.")
+@click.option("-y", "--overwrite", is_flag=True, help="Replace an existing output file (never an input).")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="pretrained_weights folder (official layout). Without it: synthetic weights, loudly.")
 @click.option("--onnx", "onnx_dir", default="build/onnx", show_default=True, type=click.Path(path_type=Path),
@@ -86,23 +72,25 @@ def _default_output(source: Path, driving: Path) -> Path:
 @click.option("--driving-multiplier", type=float, default=1.0, show_default=True, help="Scales the motion.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N driving frames.")
 @click.option("--concat", is_flag=True, help="Driving, source and result side by side.")
+@click.option("--audio", type=click.Choice(["driving", "source", "none"]), default="driving", show_default=True,
+              help="Whose sound the video carries: the driving video's (as upstream, also for a source video), "
+                   "the source video's, or none.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=1000), default=None,
+              help="Write at this constant frame rate. Default: the driving video's own frame times (kept exactly, "
+                   "variable rates too); 25 for templates without a rate.")
 @click.option("--on-missing-face", type=click.Choice(["fail", "hold"]), default="fail", show_default=True,
               help="A driving frame without a face: stop, or hold the last frame that had one.")
 @click.option("--demo-frames", type=click.IntRange(min=2), default=12, show_default=True,
               help="Length of the generated demo clip (no -s/-d).")
 @reports_errors
-def run_main(source: Path | None, driving: Path | None, output: Path | None, weights: Path | None, onnx_dir: Path,
-             engines_dir: Path, backend: str | None, precision: str | None, no_stitching: bool, eye_retargeting: bool,
-             lip_retargeting: bool, no_pasteback: bool, no_crop: bool, crop_driving: bool, absolute: bool, region: str,
-             driving_multiplier: float, max_frames: int | None, concat: bool, on_missing_face: str,
-             demo_frames: int) -> None:
+def run_main(source: Path | None, driving: Path | None, output: Path | None, overwrite: bool, weights: Path | None,
+             onnx_dir: Path, engines_dir: Path, backend: str | None, precision: str | None, no_stitching: bool,
+             eye_retargeting: bool, lip_retargeting: bool, no_pasteback: bool, no_crop: bool, crop_driving: bool,
+             absolute: bool, region: str, driving_multiplier: float, max_frames: int | None, concat: bool,
+             audio: str, fps: float | None, on_missing_face: str, demo_frames: int) -> None:
     """Animate SOURCE with DRIVING and write the result, as LivePortrait's inference.py does."""
-    from lpt.models.synthetic import synthetic_marker
-    from lpt.runtime.animate import AnimationOptions
-    from lpt.runtime.backends import Locations, choose, default_precision, open_backend
-    from lpt.runtime.faces import FaceCropper
-    from lpt.runtime.pipeline import Run, RunOptions
-    from lpt.runtime.video import check_output_path
+    from lpt.runtime.media import is_transparent, media_kind
+    from lpt.runtime.outputs import OutputClaim, driving_kind, plan_output
 
     say = lambda text: click.echo(text, err=True)
     if (source is None) != (driving is None):
@@ -113,30 +101,49 @@ def run_main(source: Path | None, driving: Path | None, output: Path | None, wei
         source, driving = write_demo_inputs(cache_dir() / "demo", frames=demo_frames)
         no_crop = True  # the drawn face fills the frame as an aligned crop does; no detector is needed
         say(f"no inputs given: demo source {source} and driving clip {driving} (drawn by lpt, used uncropped)")
-    output = output or _default_output(source, driving)
-    check_output_path(output)
-    weights = weights if weights is not None else synthetic_weights(say)
+    source_kind, drive_kind = media_kind(source, "source"), driving_kind(driving)
+    if audio == "source" and source_kind != "video":
+        raise LptError(f"--audio source: the source {source} is an image, which has no sound; use --audio driving or none")
+    output = plan_output(output, source, driving, source_kind, drive_kind, overwrite=overwrite)
+    if is_transparent(source):
+        say(f"source {source} has transparent parts: composited over white, as an image viewer shows it")
+    from lpt.runtime.animate import AnimationOptions  # torch: only once the inputs and the output are good
+
+    with OutputClaim(output):
+        _animate(source, driving, output, source_kind, weights, onnx_dir, engines_dir, backend, precision,
+                 AnimationOptions(relative=not absolute, stitching=not no_stitching, eye_retargeting=eye_retargeting,
+                                  lip_retargeting=lip_retargeting, region=region,  # type: ignore[arg-type]
+                                  driving_multiplier=driving_multiplier),
+                 dict(pasteback=not no_pasteback, crop=not no_crop, crop_driving=crop_driving, max_frames=max_frames,
+                      concat=concat, audio=audio, fps=Fraction(fps).limit_denominator(1001) if fps else None),
+                 hold_missing_face=on_missing_face == "hold")
+
+
+def _animate(source: Path, driving: Path, output: Path, source_kind: str, weights: Path | None, onnx_dir: Path,
+             engines_dir: Path, backend: str | None, precision: str | None, animation: AnimationOptions,
+             run_options: dict[str, Any], hold_missing_face: bool) -> None:
+    """The run itself, once the inputs and the output are known to be good."""
+    from lpt.models.synthetic import cached_weights, synthetic_marker
+    from lpt.runtime.backends import Locations, choose, default_precision, open_backend
+    from lpt.runtime.faces import FaceCropper
+    from lpt.runtime.pipeline import Run, RunOptions
+
+    say = lambda text: click.echo(text, err=True)
+    weights = weights if weights is not None else cached_weights(say)
     synthetic = synthetic_marker(weights) is not None
     if synthetic:
         say(SYNTHETIC_BANNER)
 
-    animation = AnimationOptions(relative=not absolute, stitching=not no_stitching, eye_retargeting=eye_retargeting,
-                                 lip_retargeting=lip_retargeting, region=region,  # type: ignore[arg-type]
-                                 driving_multiplier=driving_multiplier)
     where = Locations(weights=weights, onnx=onnx_dir, engines=engines_dir)
     name, why = choose(backend, precision or "fp32", where, animation.graphs())
     precision = precision or default_precision(name)
     runner_backend = open_backend(name, precision, where)
-    cropper = FaceCropper(weights, no_crop=no_crop, hold_missing=on_missing_face == "hold")
+    cropper = FaceCropper(weights, no_crop=not run_options["crop"], hold_missing=hold_missing_face)
 
     def announce() -> None:
         say(f"backend: {runner_backend.describe()} ({why})")
         say(f"faces: {cropper.describe()}")
-    options = RunOptions(animation, pasteback=not no_pasteback, crop=not no_crop, crop_driving=crop_driving,
-                         max_frames=max_frames, concat=concat)
-    from lpt.runtime.media import media_kind
-
-    source_kind = media_kind(source, "source")
+    options = RunOptions(animation, **run_options)
     if source_kind == "video":
         from lpt.runtime.video_source import VideoSourceRun
 

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from lpt.models import motion as mm
 from lpt.runtime.animate import Driving
+from lpt.runtime.outputs import InputKind, driving_kind
 from lpt.runtime.templates import MotionFrame
 
-TEMPLATE_SUFFIXES = (".pkl", ".npz", ".json")
 DEFAULT_FPS = 25.0  # the official fallback for images and templates without one
 
 
@@ -22,19 +22,16 @@ class DrivingItem:
     index: int
     rgb: np.ndarray | None  # a decoded frame (video, image); None for template frames
     motion: Driving | None = None  # template frames carry their motion
+    at: Fraction | None = None  # a video frame's time since the first frame; None: the frame rate decides
 
 
 @dataclass
 class DrivingInput:
     path: Path
-    kind: str  # "video" | "image" | "template"
+    kind: InputKind  # "video" (a video file or an animated image) | "image" | "template"
     fps: Fraction | float
     frame_count: int | None  # None when the container does not say
-
-    @property
-    def audio_from(self) -> Path | None:
-        """The file whose audio the output copies: a driving video's own."""
-        return self.path if self.kind == "video" else None
+    has_audio: bool = False
 
     @property
     def single_image(self) -> bool:
@@ -53,11 +50,12 @@ def _template_driving(frame: MotionFrame, eye: np.ndarray | None, lip: np.ndarra
 
 def open_driving(path: Path, max_frames: int | None) -> tuple[DrivingInput, Iterator[DrivingItem]]:
     """Probe ``path`` (failing at once with one line on a bad file) and give its frames lazily."""
-    from lpt.runtime.media import load_image, media_kind
+    from lpt.runtime.media import load_image
+    from lpt.runtime.sequences import open_frames
     from lpt.runtime.templates import load_template
-    from lpt.runtime.video import VideoReader
 
-    if path.suffix.lower() in TEMPLATE_SUFFIXES:
+    kind = driving_kind(path)
+    if kind == "template":
         template = load_template(path)
         n = len(template.frames) if max_frames is None else min(max_frames, len(template.frames))
         info = DrivingInput(path, "template", template.fps or DEFAULT_FPS, n)
@@ -69,9 +67,9 @@ def open_driving(path: Path, max_frames: int | None) -> tuple[DrivingInput, Iter
                 yield DrivingItem(i, None, _template_driving(template.frames[i], eye, lip))
 
         return info, template_items()
-    if media_kind(path, "driving") == "image":
+    if kind == "image":
         image = load_image(path)
         return DrivingInput(path, "image", DEFAULT_FPS, 1), iter([DrivingItem(0, image)])
-    reader = VideoReader(path, max_frames=max_frames)
-    info = DrivingInput(path, "video", reader.fps, reader.frame_count)
-    return info, (DrivingItem(i, frame) for i, frame in enumerate(reader))
+    reader = open_frames(path, max_frames=max_frames)
+    info = DrivingInput(path, "video", reader.fps, reader.frame_count, reader.has_audio)
+    return info, (DrivingItem(i, frame, at=at) for i, (frame, at) in enumerate(reader.timed()))

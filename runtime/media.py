@@ -1,13 +1,16 @@
 """Reading user images safely: bounded size, checked before decoding, one clear line on any problem.
 
 ``load_image`` reproduces the official source preparation (``cv2`` decode, ``resize_to_limit`` with
-``source_max_dim`` 1280 and ``source_division`` 2); ``media_kind`` tells images from videos by content.
+``source_max_dim`` 1280 and ``source_division`` 2); a transparent image is composited over white, as a
+viewer shows it. ``media_kind`` tells stills from frame sequences (videos, and animated GIF, WebP, PNG or
+multi-page TIFF) by content, never by the file's name.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +29,10 @@ MAX_IMAGE_BYTES = 256 * 1024 * 1024
 # The still formats the official code takes as images (.jpg .jpeg .png .gif .bmp .tiff .webp), as Pillow
 # names them; MPO is the multi-picture JPEG many phones write.
 IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP"})
+
+# MPO's second picture is a phone's stereo or depth view of the same moment: a still, not an animation.
+STILL_MULTI_FRAME_FORMATS = frozenset({"MPO"})
+TRANSPARENT_BACKGROUND = (255, 255, 255)
 
 _BEYOND_PILLOW = (-1, -1)  # a header so large that Pillow itself refuses it as a decompression bomb
 
@@ -58,18 +65,62 @@ def _read_checked(path: Path, what: str, max_bytes: int) -> bytes:
         raise MediaError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
-def _header_size(source: Path | io.BytesIO) -> tuple[int, int] | None:
-    """(width, height) from a still-image header without decoding pixels; None unless it is one of the
-    formats the official code accepts."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding its pixels."""
+
+    width: int
+    height: int
+    frames: int  # more than one: an animation (or a multi-page file), read as a sequence of frames
+    transparent: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.frames > 1
+
+
+_BOMB = ImageHeader(*_BEYOND_PILLOW, 1, False)
+
+
+def _transparent(header: Image.Image) -> bool:
+    return header.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in header.info
+
+
+def read_header(source: Path | io.BytesIO) -> ImageHeader | None:
+    """The header of an image in one of the formats the official code accepts, else None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(source) as header:
-                return header.size if header.format in IMAGE_FORMATS else None
+                if header.format not in IMAGE_FORMATS:
+                    return None
+                frames = 1 if header.format in STILL_MULTI_FRAME_FORMATS else int(getattr(header, "n_frames", 1))
+                return ImageHeader(header.size[0], header.size[1], frames, _transparent(header))
         except Image.DecompressionBombError:
-            return _BEYOND_PILLOW
+            return _BOMB
         except Exception:  # noqa: BLE001 - Pillow raises many types on malformed headers; all mean "not an image"
             return None
+
+
+def composite(rgba: np.ndarray, background: tuple[int, int, int] = TRANSPARENT_BACKGROUND) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: an RGBA image over ``background``, as a viewer shows it."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255
+    rgb = rgba[..., :3].astype(np.float32) * alpha + np.asarray(background, np.float32) * (1 - alpha)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _decode_transparent(data: bytes) -> np.ndarray | None:
+    """A transparent image composited over white; Pillow decodes it (cv2 would drop the alpha and keep
+    whatever colour lies under it, often black)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return composite(np.asarray(image.convert("RGBA")))
+    except Exception:  # noqa: BLE001 - a corrupt file: the caller's one line says so
+        return None
 
 
 def load_image(path: Path | str, max_side: int = SOURCE_MAX_DIM, *, division: int = SOURCE_DIVISION,
@@ -81,21 +132,31 @@ def load_image(path: Path | str, max_side: int = SOURCE_MAX_DIM, *, division: in
     """
     path = Path(path)
     data = _read_checked(path, "image", MAX_IMAGE_BYTES)
-    size = _header_size(io.BytesIO(data))
-    if size is None:
+    header = check_header(path, read_header(io.BytesIO(data)), min_side=min_side, max_pixels=max_pixels)
+    if header.transparent:
+        rgb = _decode_transparent(data)
+    else:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        rgb = None if bgr is None or bgr.ndim != 3 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if rgb is None:
+        raise MediaError(f"image {path} cannot be decoded (corrupt or unsupported {header.width}x{header.height} image)")
+    return resize_to_limit(rgb, max_side, division)
+
+
+def check_header(path: Path, header: ImageHeader | None, *, min_side: int = MIN_IMAGE_SIDE,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> ImageHeader:
+    """``header`` when its size is within bounds; ``MediaError`` naming ``path`` otherwise."""
+    if header is None:
         raise MediaError(f"image {path} is not a JPEG, PNG, BMP, GIF, TIFF or WebP image (unknown or corrupt header)")
-    if size == _BEYOND_PILLOW:
+    if header == _BOMB:
         raise MediaError(f"image {path} declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, "
                          f"more than the {max_pixels:,} allowed")
-    width, height = size
-    if width * height > max_pixels:
-        raise MediaError(f"image {path} declares {width}x{height} pixels, more than the {max_pixels:,} allowed")
-    if min(width, height) < min_side:
-        raise MediaError(f"image {path} is {width}x{height}: too small, each side must be at least {min_side} pixels")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.ndim != 3:
-        raise MediaError(f"image {path} cannot be decoded (corrupt or unsupported {width}x{height} image)")
-    return resize_to_limit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side, division)
+    if header.width * header.height > max_pixels:
+        raise MediaError(f"image {path} declares {header.width}x{header.height} pixels, more than the {max_pixels:,} allowed")
+    if min(header.width, header.height) < min_side:
+        raise MediaError(f"image {path} is {header.width}x{header.height}: too small, each side must be at least "
+                         f"{min_side} pixels")
+    return header
 
 
 def resize_to_limit(image: np.ndarray, max_side: int, division: int) -> np.ndarray:
@@ -116,10 +177,28 @@ def resize_to_limit(image: np.ndarray, max_side: int, division: int) -> np.ndarr
     return np.ascontiguousarray(image[:new_height, :new_width])
 
 
-def is_image(path: Path | str) -> bool:
-    """True when the file's content (not its name) starts with a still-image header Pillow recognises."""
+def file_header(path: Path | str) -> ImageHeader | None:
+    """The image header of a regular file, None when it is no image (or no file)."""
     path = Path(path)
-    return path.is_file() and _header_size(path) is not None
+    return read_header(path) if path.is_file() else None
+
+
+def is_image(path: Path | str) -> bool:
+    """True when the file's content (not its name) starts with an image header Pillow recognises (a still
+    or an animation)."""
+    return file_header(path) is not None
+
+
+def is_image_sequence(path: Path | str) -> bool:
+    """True for an image file of several frames (an animated GIF, WebP or PNG, a multi-page TIFF)."""
+    header = file_header(path)
+    return header is not None and header.is_sequence
+
+
+def is_transparent(path: Path | str) -> bool:
+    """True for an image with an alpha channel or a transparent colour."""
+    header = file_header(path)
+    return header is not None and header.transparent
 
 
 def _still_image_demuxer(format_names: str) -> bool:
@@ -142,16 +221,21 @@ def _video_probe(path: Path) -> tuple[int, str]:
 
 
 def is_video(path: Path | str) -> bool:
-    """True when FFmpeg opens the file by content and finds a video stream, and it is not a still image."""
-    return not is_image(path) and _video_probe(Path(path))[0] > 0
+    """True for a sequence of frames: an image file of several, or a file FFmpeg opens by content and finds
+    a video stream in that is not a still image."""
+    if is_image(path):
+        return is_image_sequence(path)
+    return _video_probe(Path(path))[0] > 0
 
 
 def media_kind(path: Path | str, what: str = "input") -> MediaKind:
-    """``"image"`` or ``"video"`` by content; ``MediaError`` naming the file when it is neither."""
+    """``"image"`` (a still) or ``"video"`` (a video file, or an image file of several frames) by content;
+    ``MediaError`` naming the file when it is neither."""
     path = Path(path)
     check_input_file(path, what)
-    if is_image(path):
-        return "image"
+    header = read_header(path)
+    if header is not None:
+        return "video" if header.is_sequence else "image"
     streams, why = _video_probe(path)
     if streams:
         return "video"

@@ -2,6 +2,10 @@
 
 On the CPU provider values are numpy arrays. With the CUDA provider (onnxruntime-gpu) inputs and
 outputs are bound to device OrtValues, so the feature volume and warped features stay on the GPU.
+Given the weights folder, the backend refuses graph files that cannot be traced to it (export/provenance.py)
+before any session is made.
+
+Depends on: onnxruntime (imported when a backend is made), lpt.export (file names, provenance), lpt.specs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from lpt.export.graphs import onnx_path
+from lpt.export.provenance import Untraced, check_provenance, untraced
 
 from lpt.errors import LptError
 from lpt.specs import SPECS, GraphSpec
@@ -28,6 +33,18 @@ def graph_file(onnx_dir: Path, graph: str, precision: str, cuda: bool) -> Path:
     the Q/DQ graphs made for TensorRT (``.int8``) are for GPUs."""
     variant = {"fp32": "", "fp16": "fp16", "int8": "int8" if cuda else "int8-cpu"}[precision]
     return onnx_path(onnx_dir, graph, variant)
+
+
+def present_files(onnx_dir: Path, precision: str, cuda: bool) -> list[str]:
+    """The names of the graph files of ``precision`` that ``onnx_dir`` holds."""
+    files = (graph_file(onnx_dir, g, precision, cuda) for g in SPECS)
+    return [f.name for f in files if f.is_file()]
+
+
+def untraced_files(onnx_dir: Path, precision: str, cuda: bool, weights: Path) -> Untraced | None:
+    """The first graph file of ``precision`` in ``onnx_dir`` not made from ``weights``, or None. Every file of
+    the folder counts, not only those a run needs: the automatic choice and the backend then agree."""
+    return untraced(onnx_dir, present_files(onnx_dir, precision, cuda), weights)
 
 
 def _make_hint(precision: str) -> str:
@@ -72,7 +89,9 @@ class OnnxRuntimeSession:
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, onnx_dir: str | Path, precision: str = "fp32", device: str = "auto") -> None:
+    def __init__(self, onnx_dir: str | Path, precision: str = "fp32", device: str = "auto", *,
+                 weights: str | Path | None = None) -> None:
+        """``weights``: the checkpoints the graph files must have been made from; None checks nothing."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -85,6 +104,15 @@ class OnnxRuntimeBackend:
         self.cuda = has_cuda and device != "cpu"
         self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.cuda else ["CPUExecutionProvider"]
         self._sessions: dict[str, OnnxRuntimeSession] = {}
+        self.weights = Path(weights) if weights is not None else None
+        self._traced: set[str] = set()
+        self._check_provenance(present_files(self.onnx_dir, precision, self.cuda))
+
+    def _check_provenance(self, names: list[str]) -> None:
+        names = [n for n in names if n not in self._traced]
+        if self.weights is not None and names:
+            check_provenance(self.onnx_dir, names, self.weights)
+            self._traced.update(names)
 
     def path(self, graph: str) -> Path:
         return graph_file(self.onnx_dir, graph, self.precision, self.cuda)
@@ -99,6 +127,7 @@ class OnnxRuntimeBackend:
     def session(self, graph: str) -> OnnxRuntimeSession:
         if graph not in self._sessions:
             self.check_files((graph,))
+            self._check_provenance([self.path(graph).name])
             self._sessions[graph] = OnnxRuntimeSession(self.path(graph), SPECS[graph], self.providers)
         return self._sessions[graph]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -17,11 +17,13 @@ from lpt.runtime.animate import AnimationOptions, Animator, Driving, StageTimes
 from lpt.runtime.backend import Backend
 from lpt.runtime.drivers import DrivingInput, DrivingItem, open_driving
 from lpt.runtime.memory import peak_rss_mib
+from lpt.runtime.outputs import check_kinds
 from lpt.runtime.video import IMAGE_OUTPUTS
 
 from lpt.errors import LptError
 
 T = TypeVar("T")
+AudioChoice = Literal["driving", "source", "none"]
 STAGES = ("decode", "crop", "motion", "warp", "generator", "paste-back", "encode")
 
 
@@ -33,6 +35,8 @@ class RunOptions:
     crop_driving: bool = False  # auto-crop driving frames; always on for non-square videos, as upstream
     max_frames: int | None = None
     concat: bool = False  # driving crop | source crop | result, side by side
+    audio: AudioChoice = "driving"  # whose sound the video carries (upstream: the driving video's)
+    fps: Fraction | None = None  # a constant output rate instead of the driving frames' own timestamps
 
 
 @dataclass
@@ -81,15 +85,34 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     write_atomic(path, data.tobytes())
 
 
-def side_by_side(driving: np.ndarray | None, source: np.ndarray, result: np.ndarray) -> np.ndarray:
-    """Driving crop | source crop | result, each 512x512 (the official _concat layout); a template drives
-    from no picture, so its panel is black."""
-    def panel(img: np.ndarray | None) -> np.ndarray:
-        if img is None:
-            return np.zeros((512, 512, 3), np.uint8)
-        return cv2.resize(img, (512, 512), interpolation=cv2.INTER_LINEAR)
+PANEL_HEIGHT = 512
 
+
+def panel(image: np.ndarray | None, height: int = PANEL_HEIGHT) -> np.ndarray:
+    """``image`` scaled to ``height`` rows, its aspect ratio kept (the width rounded to an even number, as
+    H.264's 4:2:0 needs); None (a template drives from no picture) is a black square."""
+    if image is None:
+        return np.zeros((height, height, 3), np.uint8)
+    rows, cols = image.shape[:2]
+    width = max(2, 2 * round(cols * height / rows / 2))
+    if (rows, cols) == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if rows > height else cv2.INTER_LINEAR)
+
+
+def side_by_side(driving: np.ndarray | None, source: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """Driving crop | source crop | result at one height (the official _concat layout), each panel keeping
+    its own aspect ratio."""
     return np.concatenate([panel(driving), panel(source), panel(result)], axis=1)
+
+
+def audio_file(choice: AudioChoice, source: Path, source_has_audio: bool, driving: DrivingInput) -> Path | None:
+    """The file whose audio the output copies, or None for a silent video."""
+    if choice == "source":
+        return source if source_has_audio else None
+    if choice == "driving":
+        return driving.path if driving.kind == "video" and driving.has_audio else None
+    return None
 
 
 class Run:
@@ -141,8 +164,7 @@ class Run:
         # Inputs are read and checked before the networks load, so a bad file fails in a second.
         source_rgb = load_image(source_path)
         info, items = open_driving(driving_path, opts.max_frames)
-        if output.suffix.lower() in IMAGE_OUTPUTS and info.kind != "image":
-            raise LptError(f"{output}: an image output needs a driving image; use .mp4 for a {info.kind}")
+        check_kinds("image", info.kind, output)
         with self.times("crop"):
             crop = self.cropper.crop_source(source_rgb, label=f"source {source_path.name}")  # type: ignore[attr-defined]
         if opts.animation.retargeting and crop.landmarks is None:
@@ -177,14 +199,17 @@ class Run:
                 write_image(output, frame)
             done = 1
         else:
-            done = self.encode(items, work, output, info.fps, info.audio_from, total)
+            done = self.encode(items, work, output, opts.fps or info.fps, audio_file(opts.audio, source_path, False, info),
+                               total, at=None if opts.fps else (lambda item: item.at))
         if done == 0:
             raise LptError(f"{driving_path}: no driving frame was read")
         return self.report(output, done, start, load_seconds)
 
     def encode(self, items: Iterable[T], work: Callable[[T], np.ndarray], output: Path, fps: Fraction | float,
-               audio_from: Path | None, total: int | None) -> int:
-        """Decode (``items``), ``work`` and encode overlapping, timed per stage; the number of frames written."""
+               audio_from: Path | None, total: int | None, at: Callable[[T], Fraction | None] | None = None) -> int:
+        """Decode (``items``), ``work`` and encode overlapping, timed per stage; the number of frames written.
+        ``at`` gives an item's output time (None: the frame rate places it)."""
+        time_of = at or (lambda item: None)
         from lpt.runtime.streaming import stream
         from lpt.runtime.video import VideoWriter
 
@@ -199,14 +224,14 @@ class Run:
 
         done = 0
         with VideoWriter(output, fps, audio_from=audio_from) as writer:
-            def sink(frame: np.ndarray) -> None:
+            def sink(frame_at: tuple[np.ndarray, Fraction | None]) -> None:
                 nonlocal done
                 with self.times("encode"):
-                    writer.write(frame)
+                    writer.write(*frame_at)
                 done += 1
                 self.progress(done, total)
 
-            stream(decoded(), work, sink)
+            stream(decoded(), lambda item: (work(item), time_of(item)), sink)
         return done
 
     def report(self, output: Path, frames: int, start: float, load_seconds: float) -> RunReport:

@@ -222,7 +222,9 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, engines_dir: str | Path, precision: str = "fp16", *, cuda_graphs: bool = False,
-                 device: int = 0) -> None:
+                 device: int = 0, onnx_dir: str | Path | None = None, weights: str | Path | None = None) -> None:
+        """With ``onnx_dir`` and ``weights``, an engine is loaded only when its sidecar traces it to the ONNX
+        file the folder's manifest records and that file to the weights (engines/provenance.py)."""
         if precision not in PRECISIONS:
             raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         from lpt.engines.environment import probe
@@ -231,6 +233,7 @@ class TensorRTBackend:
         import tensorrt as trt
 
         self.engines_dir, self.precision, self.cuda_graphs, self.device = Path(engines_dir), precision, cuda_graphs, device
+        self.origin = (Path(onnx_dir), Path(weights)) if onnx_dir is not None and weights is not None else None
         set_device(device)
         self.lock = threading.RLock()
         self.stream = Stream()
@@ -247,11 +250,14 @@ class TensorRTBackend:
         return self.sessions[graph]
 
     def _load(self, graph: str) -> TensorRTSession:
+        from lpt.engines.provenance import check_engine_provenance
         from lpt.engines.sidecar import find_engine, verify_engine
 
         path = find_engine(self.engines_dir, graph, self.precision, self.platform)
         data = path.read_bytes()
         verify_engine(path, self.platform, self.precision, data)
+        if self.origin is not None:
+            check_engine_provenance(path, *self.origin)
         with self.lock:
             set_device(self.device)
             engine = self.runtime.deserialize_cuda_engine(data)

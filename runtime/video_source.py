@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -18,11 +19,10 @@ import torch
 from lpt.models import motion as mm
 from lpt.runtime.animate import Driving, Source, image_tensor
 from lpt.runtime.drivers import DrivingInput, DrivingItem, open_driving
-from lpt.runtime.pipeline import (
-    Run,
-    RunReport,
-    side_by_side,
-)
+from lpt.runtime.media import SOURCE_DIVISION, SOURCE_MAX_DIM, resize_to_limit
+from lpt.runtime.outputs import check_kinds
+from lpt.runtime.pipeline import Run, RunReport, audio_file, side_by_side
+from lpt.runtime.sequences import open_frames
 
 from lpt.errors import LptError
 
@@ -30,27 +30,27 @@ from lpt.errors import LptError
 class VideoSourceRun(Run):
     """``Run`` for a source video; the same options, stages and report."""
 
-    def _source_frames(self, path: Path, limit: int | None) -> Iterator[np.ndarray]:
-        from lpt.runtime.video import VideoReader
-
-        reader = VideoReader(path, max_frames=limit)
-        try:
-            yield from reader
-        finally:
-            reader.close()
+    def _source_frames(self, path: Path, limit: int | None) -> Iterator[tuple[np.ndarray, Fraction]]:
+        """Each source frame prepared as upstream prepares source pictures (longer side at most 1280, sides
+        even), with its time."""
+        with open_frames(path, max_frames=limit) as reader:
+            for rgb, at in reader.timed():
+                yield resize_to_limit(rgb, SOURCE_MAX_DIM, SOURCE_DIVISION), at
 
     def _first_pass(self, source_path: Path, info: DrivingInput, items: Iterator[DrivingItem],
-                    limit: int | None) -> tuple[list[mm.Motion], list[np.ndarray], list[Driving]]:
+                    limit: int | None) -> tuple[list[mm.Motion], list[np.ndarray], list[Driving], list[Fraction | None]]:
         motions: list[mm.Motion] = []
         matrices: list[np.ndarray] = []
         driving: list[Driving] = []
+        times: list[Fraction | None] = []  # each output frame's time: the driving video's, else the source's
         previous, driving_crop = None, None
         single_image = info.single_image
         driving_item = next(items, None) if single_image else None
-        for index, rgb in enumerate(self._source_frames(source_path, limit)):
+        for index, (rgb, source_at) in enumerate(self._source_frames(source_path, limit)):
             item = driving_item if single_image else next(items, None)
             if item is None:
                 break  # the shorter input ends the animation
+            times.append(item.at if info.kind == "video" else source_at if info.kind == "image" else None)
             with self.times("crop"):
                 previous = self.cropper.crop_source_frame(rgb, previous, label=f"source frame {index} of {source_path.name}")  # type: ignore[attr-defined]
             motions.append(self.animator.motion(previous.image_256))
@@ -61,23 +61,24 @@ class VideoSourceRun(Run):
             self.progress(index + 1, None)
         if not motions:
             raise LptError(f"{source_path}: no source frame was read")
-        return motions, matrices, driving
+        return motions, matrices, driving, times
 
     def animate(self, source_path: Path, driving_path: Path, output: Path) -> RunReport:
         from lpt.runtime.crop import warp
         from lpt.runtime.pasteback import PasteBack
-        from lpt.runtime.video import VideoReader
-
         opts = self.options
         if opts.animation.retargeting:
             raise LptError("eye/lip retargeting is not supported with a source video (upstream's source-video "
                            "eye retargeting is a separate, default-off option)")
         info, items = open_driving(driving_path, opts.max_frames)
-        with VideoReader(source_path, max_frames=1) as probe:
-            fps = probe.fps  # the source video's rate, as upstream
+        check_kinds("video", info.kind, output)
+        with open_frames(source_path, max_frames=1) as probe:
+            # Timed by the driving video's frames where it has them, else by the source video's.
+            fps = info.fps if info.kind == "video" else probe.fps
+            audio = audio_file(opts.audio, source_path, probe.has_audio, info)
         load_seconds = self.load()
         start = time.perf_counter()
-        motions, matrices, driving = self._first_pass(source_path, info, iter(items), opts.max_frames)
+        motions, matrices, driving, times = self._first_pass(source_path, info, iter(items), opts.max_frames)
         n = len(motions)
         exp_t, R_t = mm.source_video_targets(motions, [d.motion for d in driving], relative=opts.animation.relative,
                                              driving_image=info.single_image)
@@ -110,10 +111,11 @@ class VideoSourceRun(Run):
             source = self._source_frames(source_path, n)
             for index in range(n):
                 with self.times("decode"):
-                    rgb = next(source, None)
-                if rgb is None:
+                    frame = next(source, None)
+                if frame is None:
                     return
-                yield index, rgb
+                yield index, frame[0]
 
-        done = self.encode(frames(), work, output, fps, source_path, n)
+        done = self.encode(frames(), work, output, opts.fps or fps, audio, n,
+                           at=None if opts.fps else (lambda pair: times[pair[0]]))
         return self.report(output, done, start, load_seconds)

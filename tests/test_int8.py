@@ -153,7 +153,7 @@ def test_bad_input(tiny_weights: Path, onnx_dir: Path, tiny_calib: Path, tmp_pat
     retargeting.unlink()
     torch.manual_seed(1)
     save_official_layout(other, {n: build(n).state_dict() for n in ("stitching", "eye_retargeting", "lip_retargeting")})
-    cases["from other weights than"] = ["quantize", "--weights", str(other), *base[3:], "--graphs", "lip_retargeting"]
+    cases["lip_retargeting.onnx was exported from another"] = ["quantize", "--weights", str(other), *base[3:], "--graphs", "lip_retargeting"]
     for expected, args in cases.items():
         result = CliRunner().invoke(main, args)
         lines = result.output.strip().splitlines()

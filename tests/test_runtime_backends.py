@@ -90,11 +90,12 @@ def test_missing_graph_file_names_the_file_and_the_command(tmp_path: Path) -> No
         backend.session("motion_extractor")
 
 
-def test_default_backend_choice_follows_what_exists(tmp_path: Path, full_onnx_dir: tuple[Path, list, list]) -> None:
+def test_default_backend_choice_follows_what_exists(tmp_path: Path, full_weights_dir: Path,
+                                                    full_onnx_dir: tuple[Path, list, list]) -> None:
     graphs = AnimationOptions().graphs()
     empty = Locations(tmp_path, tmp_path / "onnx", tmp_path / "engines")
     assert choose(None, "fp32", empty, graphs)[0] == "torch"
-    with_onnx = Locations(tmp_path, full_onnx_dir[0], tmp_path / "engines")
+    with_onnx = Locations(full_weights_dir, full_onnx_dir[0], tmp_path / "engines")  # graphs of these weights
     assert choose(None, "fp32", with_onnx, graphs)[0] == "onnxruntime"
     with pytest.raises(LptError, match="INT8 needs quantized graphs"):
         choose(None, "int8", empty, graphs)

@@ -183,7 +183,8 @@ class FaceCropper:
             # --on-missing-face hold: like the official landmark tracking, a miss keeps the last box.
             return earlier if box is None else DRIVING_BOX_SMOOTHING * earlier + (1 - DRIVING_BOX_SMOOTHING) * box
         if box is None:
-            raise NoFaceError(f"no face found in {label} (OpenCV cascade fallback)")
+            hint = "; give --on-missing-face hold to keep the last face found" if earlier is not None else ""
+            raise NoFaceError(f"no face found in {label} (OpenCV cascade fallback){hint}")
         return box
 
     @staticmethod

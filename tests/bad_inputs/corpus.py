@@ -345,3 +345,59 @@ def _engine_tampered(folder: Path, inputs: Inputs) -> Case:
     engines = engine_folder(folder, "11.4.0.106", tamper=True)
     argv = ("lpt", "engines", "check", "engines", "--trt-version", "11.4", "--gpu", "sm90")
     return Case(argv, ("warping_module.fp16.trt11.4.sm90.engine", "does not match its sidecar"), engines)
+
+
+# ---------------------------------------------------------------------- outputs that would lose a file
+
+
+
+@case("output-is-driving", "-o names the driving video itself (another spelling of its path)")
+def _output_is_driving(folder: Path, inputs: Inputs) -> Case:
+    (folder / "out").mkdir()
+    driving = folder / "out" / "clip.mp4"
+    driving.write_bytes(inputs.clip.read_bytes())
+    argv = lpt_run(folder, inputs.portrait, "out/clip.mp4", output="out/../out/./clip.mp4")
+    return Case(argv, ("out/../out/clip.mp4", "is the driving", "destroy"), folder / "out")
+
+
+@case("output-is-linked-source", "-o is a symbolic link to the source image")
+def _output_is_linked_source(folder: Path, inputs: Inputs) -> Case:
+    (folder / "out").mkdir()
+    source = folder / "out" / "face.png"
+    source.write_bytes(inputs.portrait.read_bytes())
+    (folder / "out" / "link.png").symlink_to("face.png")
+    argv = lpt_run(folder, "out/face.png", inputs.portrait, output="out/link.png")
+    return Case(argv, ("out/link.png", "is the source", "destroy"), folder / "out")
+
+
+@case("output-exists", "-o names an existing file, without --overwrite")
+def _output_exists(folder: Path, inputs: Inputs) -> Case:
+    (folder / "out").mkdir()
+    (folder / OUTPUT).write_bytes(b"an earlier result")
+    argv = lpt_run(folder, inputs.portrait, inputs.clip)
+    return Case(argv, (OUTPUT, "exists", "--overwrite"), folder / "out")
+
+
+@case("video-source-image-output", "a source video with an image output (.png)")
+def _video_source_image_output(folder: Path, inputs: Inputs) -> Case:
+    argv = lpt_run(folder, inputs.clip, inputs.portrait, output="out/result.png")
+    return refusal(folder, argv, "out/result.png", "video source", "result.mp4", absent=(folder / "out/result.png",))
+
+
+@case("video-driving-image-output", "a driving video with an image output (.jpg)")
+def _video_driving_image_output(folder: Path, inputs: Inputs) -> Case:
+    argv = lpt_run(folder, inputs.portrait, inputs.clip, output="out/result.jpg")
+    return refusal(folder, argv, "out/result.jpg", "an image source driven by a video", "result.mp4", absent=(folder / "out/result.jpg",))
+
+
+@case("template-image-output", "a motion template with an image output (.png)")
+def _template_image_output(folder: Path, inputs: Inputs) -> Case:
+    (folder / "motion.pkl").write_bytes(pickle.dumps(_template(2)))
+    argv = lpt_run(folder, inputs.portrait, "motion.pkl", output="out/result.png")
+    return refusal(folder, argv, "out/result.png", "driven by a template", absent=(folder / "out/result.png",))
+
+
+@case("audio-from-image-source", "--audio source with a source image")
+def _audio_from_image(folder: Path, inputs: Inputs) -> Case:
+    argv = lpt_run(folder, inputs.portrait, inputs.clip, "--audio", "source")
+    return refusal(folder, argv, "--audio source", "image", "no sound")

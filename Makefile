@@ -16,7 +16,8 @@ $(BIN)/lpt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -e ".[dev,bench,triton]"
+	$(BIN)/pip install --quiet --no-deps "nvidia-pytriton==0.7.0"  # only its tritonserver binary (Python backend), for the Triton tests
 	@touch $@
 
 install: $(BIN)/lpt  ## virtualenv with lpt and the CPU build of torch

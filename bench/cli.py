@@ -45,7 +45,7 @@ def _names(text: str | None, known: tuple[str, ...], option: str) -> tuple[str, 
 @click.option("--frames", type=click.IntRange(min=1), default=3, show_default=True,
               help="Driving frames per end-to-end run (a full-size frame costs seconds on a CPU).")
 @click.option("--graphs", default=None, metavar="A,B", help="Graphs to time (default: all).")
-@click.option("--backends", default=None, metavar="A,B", help="Of torch, onnxruntime, tensorrt (default: all).")
+@click.option("--backends", default=None, metavar="A,B", help="Of torch, onnxruntime, openvino, tensorrt (default: all).")
 @click.option("--precisions", default=None, metavar="A,B", help="Of fp32, fp16, int8 (default: all).")
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Timed runs per measurement, at most.")
 @click.option("--min-runs", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs, at least.")
@@ -79,7 +79,7 @@ def bench(weights_dir: Path | None, onnx_dir: Path, engines_dir: Path, source: P
 
     from lpt.specs import SPECS
 
-    chosen_backends = _names(backends, ("torch", "onnxruntime", "tensorrt"), "--backends")
+    chosen_backends = _names(backends, ("torch", "onnxruntime", "openvino", "tensorrt"), "--backends")
     chosen_precisions = _names(precisions, ("fp32", "fp16", "int8"), "--precisions")
     candidates = tuple(c for c in CANDIDATES if c.backend in chosen_backends and c.precision in chosen_precisions)
     if not no_e2e and (source is None) != (driving is None):

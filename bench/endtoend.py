@@ -69,7 +69,7 @@ def lpt_default(where: Locations) -> tuple[Candidate, str]:
 def unavailable(candidate: Candidate, where: Locations) -> str | None:
     """Why ``candidate`` cannot run the pipeline here (checked without loading anything), or None."""
     from lpt.runtime.animate import AnimationOptions
-    from lpt.runtime.backends import tensorrt_usable, untraced_engines
+    from lpt.runtime.backends import openvino_unavailable, tensorrt_usable, untraced_engines
 
     if candidate.backend == "torch":
         import torch
@@ -80,6 +80,8 @@ def unavailable(candidate: Candidate, where: Locations) -> str | None:
     if candidate.backend == "tensorrt":
         ok, why = tensorrt_usable()
         return untraced_engines(where, AnimationOptions().graphs()) if ok else why
+    if candidate.backend == "openvino":
+        return openvino_unavailable(where, AnimationOptions().graphs(), candidate.precision)
     import onnxruntime as ort
     from lpt.runtime.onnxruntime_backend import graph_file, untraced_files
 

@@ -27,7 +27,7 @@ from lpt.specs import SPECS
 
 @dataclass(frozen=True)
 class Candidate:
-    backend: str  # "torch" | "onnxruntime" | "tensorrt"
+    backend: str  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
     precision: str  # "fp32" | "fp16" | "int8"
 
     @property
@@ -37,7 +37,9 @@ class Candidate:
 
 REFERENCE = Candidate("torch", "fp32")
 CANDIDATES = (REFERENCE, Candidate("torch", "fp16"),
-              *(Candidate(b, p) for b in ("onnxruntime", "tensorrt") for p in ("fp32", "fp16", "int8")))
+              *(Candidate("onnxruntime", p) for p in ("fp32", "fp16", "int8")),
+              *(Candidate("openvino", p) for p in ("fp32", "int8")),
+              *(Candidate("tensorrt", p) for p in ("fp32", "fp16", "int8")))
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def device_of(backend: Backend) -> str:
         return backend.device.type  # type: ignore[attr-defined]
     if backend.name == "onnxruntime":
         return "cuda" if backend.cuda else "cpu"  # type: ignore[attr-defined]
-    return "cuda"
+    return "cpu" if backend.name == "openvino" else "cuda"
 
 
 def clock_for(backend: Backend) -> Clock:

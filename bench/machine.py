@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("lpt", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "cuda-python", "numpy",
+LIBRARIES = ("lpt", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "cuda-python", "numpy",
              "opencv-python-headless", "av", "imageio-ffmpeg", "nvidia-ml-py")
 
 

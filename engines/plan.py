@@ -81,11 +81,6 @@ def parse_trt_version(text: str) -> Version:
         raise EngineError(f"cannot read the TensorRT version {text!r}") from None
 
 
-def has_sampler(graph: str) -> bool:
-    """Graphs with the warping module's 5-D GridSample are exported in two variants."""
-    return "warping_module" in SPECS[graph].networks
-
-
 def grid_sample_for(trt_version: Version) -> str:
     """Native 5-D GridSample where the installed parser takes rank 5 (11.2 on, by the lint's support table),
     the gather-based graphs before. A major newer than the table keeps what its newest major has."""
@@ -100,7 +95,7 @@ def grid_sample_for(trt_version: Version) -> str:
 
 def onnx_file(onnx_dir: Path, graph: str, precision: str, grid_sample: str) -> Path:
     parts = [graph]
-    if grid_sample == "gather" and has_sampler(graph):
+    if grid_sample == "gather" and SPECS[graph].samples:
         parts.append("gather")
     if precision != "fp32":
         parts.append(precision)
@@ -157,7 +152,7 @@ def plan_jobs(onnx_dir: Path, out_dir: Path, platform: Platform, graphs: str | N
                 else:
                     missing.append(path.name)
                 continue
-            jobs.append(EngineJob(graph, precision, grid if has_sampler(graph) else "native", path,
+            jobs.append(EngineJob(graph, precision, grid if SPECS[graph].samples else "native", path,
                                   out_dir / engine_name(graph, precision, platform)))
     if missing:
         why = f" (TensorRT {platform.tensorrt} takes the {grid} grid-sample graphs)" if grid == "gather" else ""

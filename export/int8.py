@@ -60,10 +60,6 @@ def fp32_path(onnx_dir: str | Path, graph: str, grid_sample: str | None = None) 
     return onnx_path(onnx_dir, graph, "gather" if grid_sample == "gather" else "")
 
 
-def has_sampler(graph: str) -> bool:
-    return "warping_module" in SPECS[graph].networks
-
-
 @dataclass(frozen=True)
 class Target:
     graph: str
@@ -78,7 +74,7 @@ def plan(onnx_dir: Path, graphs: Iterable[str], flavours: Iterable[str]) -> list
     native file when there is one."""
     targets = []
     for graph in graphs:
-        samplers: list[str | None] = ["native", "gather"] if has_sampler(graph) else [None]
+        samplers: list[str | None] = ["native", "gather"] if SPECS[graph].samples else [None]
         present = [s for s in samplers if fp32_path(onnx_dir, graph, s).is_file()]
         if not present:
             raise QuantizeError(f"no FP32 ONNX file of {graph} in {onnx_dir} (expected "

@@ -55,10 +55,6 @@ class Result:
     entry: dict[str, Any]
 
 
-def has_sampler(graph: str) -> bool:
-    return "warping_module" in SPECS[graph].networks
-
-
 def native_ok(trt: str) -> bool:
     return parse_version(trt)[0] >= NATIVE_GRIDSAMPLE_SINCE
 
@@ -87,7 +83,7 @@ def plan(out_dir: Path, graphs: Iterable[str] | None = None, grid_sample: str | 
     samplers = ["native", "gather"] if grid_sample == "both" else [grid_sample]
     jobs = []
     for graph in dict.fromkeys(names):
-        if has_sampler(graph):
+        if SPECS[graph].samples:
             for sampler in samplers:
                 path = onnx_path(out_dir, graph, "gather" if sampler == "gather" else "")
                 jobs.append(Job(graph, sampler, path, (targets[sampler],)))

@@ -70,14 +70,10 @@ class ParityReport:
         return bool(self.rows) and all(r.passed for r in self.rows)
 
 
-def has_sampler(graph: str) -> bool:
-    return "warping_module" in SPECS[graph].networks
-
-
 def file_variant(graph: str, variant: str) -> str:
     """The ``onnx_path`` variant of a parity variant. Graphs without the 5-D sampler are exported once, so
     their file serves the gather set too: "gather" is their plain file, "gather.fp16" their fp16 one."""
-    if not has_sampler(graph) and variant.startswith("gather"):
+    if not SPECS[graph].samples and variant.startswith("gather"):
         variant = variant.removeprefix("gather").lstrip(".") or "native"
     return "" if variant == "native" else variant
 
@@ -86,7 +82,7 @@ def export_hint(graph: str, variant: str, weights_dir: Path, onnx_dir: Path) -> 
     if variant.endswith("fp16"):
         return "FP16 files come from the FP16 conversion of the FP32 export, not from `lpt export` itself"
     command = f"lpt export --weights {weights_dir} --out {onnx_dir} --graphs {graph}"
-    if has_sampler(graph):
+    if SPECS[graph].samples:
         command += " --grid-sample gather" if variant == "gather" else " --grid-sample native --trt 11.2"
     return f"make it with `{command}`"
 
@@ -107,10 +103,10 @@ def plan(graphs: Sequence[str], variants: Sequence[str] | None, weights_dir: Pat
                 found += 1
             elif variants is not None:
                 raise OnnxError(f"missing {path} ({graph}, variant {variant}); {export_hint(graph, variant, weights_dir, onnx_dir)}")
-            elif variant in ("native", "gather") and has_sampler(graph):
+            elif variant in ("native", "gather") and SPECS[graph].samples:
                 notes.append(f"{graph} {variant}: {path.name} not found, skipped; {export_hint(graph, variant, weights_dir, onnx_dir)}")
         if not found:
-            variant = "gather" if has_sampler(graph) else "native"
+            variant = "gather" if SPECS[graph].samples else "native"
             raise OnnxError(f"no ONNX file for {graph} in {onnx_dir}; {export_hint(graph, variant, weights_dir, onnx_dir)}")
     return list(targets.values()), notes
 

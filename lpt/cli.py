@@ -177,3 +177,6 @@ main.add_command(quantize)
 from lpt.engines.cli import engines  # noqa: E402
 
 main.add_command(engines)
+from lpt.triton.cli import triton  # noqa: E402
+
+main.add_command(triton)

@@ -84,6 +84,11 @@ class GraphSpec:
         return tuple(t.name for t in self.outputs)
 
     @property
+    def samples(self) -> bool:
+        """Whether the graph holds the warping module's 5-D grid sampling (native and gather files)."""
+        return "warping_module" in self.networks
+
+    @property
     def official_outputs(self) -> tuple[TensorSpec, ...]:
         return tuple(t for t in self.outputs if t.official)
 

@@ -41,6 +41,7 @@ class AnimationOptions:
     lip_retargeting: bool = False
     region: mm.Region = "all"
     driving_multiplier: float = 1.0
+    fused: bool = False  # W and G as the one warp_decode graph (the warped feature never leaves it)
 
     @property
     def retargeting(self) -> bool:
@@ -48,7 +49,8 @@ class AnimationOptions:
 
     def graphs(self) -> tuple[str, ...]:
         """The graphs a run loads, each once: no optional module unless asked."""
-        names = ["appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator"]
+        render = ["warp_decode"] if self.fused else ["warping_module", "spade_generator"]
+        names = ["appearance_feature_extractor", "motion_extractor", *render]
         names += ["stitching"] if self.stitching else []
         names += ["eye_retargeting"] if self.eye_retargeting else []
         names += ["lip_retargeting"] if self.lip_retargeting else []
@@ -169,10 +171,13 @@ class Animator:
             return mm.apply_driving_multiplier(source.x_s, x_d, opts.driving_multiplier)
 
     def render(self, source: Source, x_d: torch.Tensor) -> np.ndarray:
-        """W then G: the 512x512 uint8 RGB frame for driven keypoints ``x_d``."""
+        """W then G (or the fused graph): the 512x512 uint8 RGB frame for driven keypoints ``x_d``."""
+        feeds = {"feature_3d": source.feature_3d, "kp_driving": x_d.numpy(), "kp_source": source.x_s.numpy()}
+        if self.options.fused:
+            with self.times("warp+generator"):
+                return frame_image(self.backend.to_host(self.backend.session("warp_decode").run(feeds)["out"]))
         with self.times("warp"):
-            warped = self.backend.session("warping_module").run(
-                {"feature_3d": source.feature_3d, "kp_driving": x_d.numpy(), "kp_source": source.x_s.numpy()})
+            warped = self.backend.session("warping_module").run(feeds)
         with self.times("generator"):
             out = self.backend.session("spade_generator").run({"feature": warped["out"]})
             return frame_image(self.backend.to_host(out["out"]))

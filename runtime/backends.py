@@ -1,7 +1,8 @@
 """Opening a backend by name, or the best one installed, with the reason for the choice. Graphs and engines
 made from other weights than ``Locations.weights`` are never chosen, and refused when asked for.
 
-Depends on: lpt.runtime backends (imported when opened), lpt.engines.provenance, lpt.errors.
+Depends on: lpt.runtime backends (imported when opened or asked what they can run), onnxruntime (whether it
+lists CUDA), lpt.engines.provenance, lpt.errors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from lpt.runtime.backend import Backend
 
 from lpt.errors import LptError
 
-BACKENDS = ("tensorrt", "onnxruntime", "torch")
+BACKENDS = ("tensorrt", "onnxruntime", "openvino", "torch")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,27 @@ def untraced_engines(where: Locations, graphs: tuple[str, ...]) -> str | None:
     ``where.onnx`` and ``where.weights``, or None."""
     engines = [e for g in graphs for e in sorted(where.engines.glob(f"{g}.*.engine"))] if where.engines.is_dir() else []
     return engines_untraced(engines, where.onnx, where.weights)
+
+
+def _ort_lists_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def openvino_unavailable(where: Locations, graphs: tuple[str, ...], precision: str) -> str | None:
+    """Why OpenVINO cannot run ``graphs`` from ``where.onnx`` at ``precision``, or None when it can."""
+    from lpt.runtime import openvino_backend as ov
+
+    if not ov.installed():
+        return "OpenVINO is not installed"
+    if precision not in ov.PRECISIONS:
+        return f"OpenVINO runs no {precision}"
+    missing = [path for path in (ov.graph_file(where.onnx, g, precision) for g in graphs) if not path.is_file()]
+    if missing:
+        return f"no {missing[0].name} for OpenVINO"
+    stale = ov.untraced_files(where.onnx, precision, where.weights)
+    return f"not OpenVINO: {stale.line()}" if stale is not None else None
 
 
 def tensorrt_usable() -> tuple[bool, str]:
@@ -89,6 +111,12 @@ def choose(requested: str | None, precision: str, where: Locations, graphs: tupl
     not_trt = _not_tensorrt(where, graphs)
     if not_trt is None:
         return "tensorrt", f"TensorRT and engines in {where.engines}"
+    if not _ort_lists_cuda():
+        not_ov = openvino_unavailable(where, graphs, precision)
+        if not_ov is None:
+            return "openvino", (f"{not_trt}; on the CPU OpenVINO runs the warping module and the generator faster "
+                                f"than ONNX Runtime (`lpt bench`); graphs in {where.onnx}")
+        not_trt = f"{not_trt}; {not_ov}"
     if _has_onnx(where.onnx, graphs, precision):
         stale = untraced_onnx(where, precision)
         if stale is None:
@@ -98,8 +126,7 @@ def choose(requested: str | None, precision: str, where: Locations, graphs: tupl
         return "torch", f"{not_trt}; not ONNX Runtime: {stale}"
     if precision == "int8":
         raise LptError(f"INT8 needs quantized graphs in {where.onnx} (`make int8-onnx`) or TensorRT engines")
-    engines = not_trt if not_trt.startswith("not TensorRT") else "no TensorRT engines"
-    return "torch", f"{engines} and no {precision} ONNX graphs in {where.onnx} (`make onnx`)"
+    return "torch", f"{not_trt}; no {precision} ONNX graphs in {where.onnx} (`lpt export`)"
 
 
 def open_backend(name: str, precision: str, where: Locations) -> Backend:
@@ -114,6 +141,10 @@ def open_backend(name: str, precision: str, where: Locations) -> Backend:
         from lpt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(where.onnx, precision, weights=where.weights)
+    if name == "openvino":
+        from lpt.runtime.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(where.onnx, precision, weights=where.weights)
     from lpt.runtime.torch_backend import TorchBackend
 
     return TorchBackend(where.weights, precision)

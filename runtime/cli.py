@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,8 +58,9 @@ class Progress:
               help="ONNX graphs for the onnxruntime backend (`make onnx`, `make int8-onnx`).")
 @click.option("--engines", "engines_dir", default="build/engines", show_default=True, type=click.Path(path_type=Path),
               help="TensorRT engines (`make engines`).")
-@click.option("--backend", type=click.Choice(["tensorrt", "onnxruntime", "torch"]), default=None,
-              help="Default: the best installed (TensorRT with engines, ONNX Runtime with graphs, else PyTorch).")
+@click.option("--backend", type=click.Choice(["tensorrt", "onnxruntime", "openvino", "torch"]), default=None,
+              help="Default: the fastest usable here (TensorRT with engines; on a CPU OpenVINO, else ONNX Runtime, "
+                   "with graphs from `lpt export`; else PyTorch).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="Default: fp16 on a GPU backend, fp32 on CPU.")
 @click.option("--no-stitching", is_flag=True, help="Skip the stitching MLP (also turns paste-back off, as upstream).")
@@ -138,6 +140,7 @@ def _animate(source: Path, driving: Path, output: Path, source_kind: str, weight
     name, why = choose(backend, precision or "fp32", where, animation.graphs())
     precision = precision or default_precision(name)
     runner_backend = open_backend(name, precision, where)
+    animation = replace(animation, fused=getattr(runner_backend, "fused", False))  # where the backend runs it faster
     cropper = FaceCropper(weights, no_crop=not run_options["crop"], hold_missing=hold_missing_face)
 
     def announce() -> None:

@@ -24,7 +24,7 @@ from lpt.errors import LptError
 
 T = TypeVar("T")
 AudioChoice = Literal["driving", "source", "none"]
-STAGES = ("decode", "crop", "motion", "warp", "generator", "paste-back", "encode")
+STAGES = ("decode", "crop", "motion", "warp", "generator", "warp+generator", "paste-back", "encode")
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,12 @@ class VideoSourceRun(Run):
             for rgb, at in reader.timed():
                 yield resize_to_limit(rgb, SOURCE_MAX_DIM, SOURCE_DIVISION), at
 
-    def _first_pass(self, source_path: Path, info: DrivingInput, items: Iterator[DrivingItem],
-                    limit: int | None) -> tuple[list[mm.Motion], list[np.ndarray], list[Driving], list[Fraction | None]]:
+    def _first_pass(self, source_path: Path, info: DrivingInput, items: Iterator[DrivingItem], limit: int | None,
+                    driving_times: bool) -> tuple[list[mm.Motion], list[np.ndarray], list[Driving], list[Fraction | None]]:
         motions: list[mm.Motion] = []
         matrices: list[np.ndarray] = []
         driving: list[Driving] = []
-        times: list[Fraction | None] = []  # each output frame's time: the driving video's, else the source's
+        times: list[Fraction | None] = []  # each output frame's time
         previous, driving_crop = None, None
         single_image = info.single_image
         driving_item = next(items, None) if single_image else None
@@ -50,7 +50,7 @@ class VideoSourceRun(Run):
             item = driving_item if single_image else next(items, None)
             if item is None:
                 break  # the shorter input ends the animation
-            times.append(item.at if info.kind == "video" else source_at if info.kind == "image" else None)
+            times.append(item.at if driving_times else source_at)
             with self.times("crop"):
                 previous = self.cropper.crop_source_frame(rgb, previous, label=f"source frame {index} of {source_path.name}")  # type: ignore[attr-defined]
             motions.append(self.animator.motion(previous.image_256))
@@ -72,13 +72,16 @@ class VideoSourceRun(Run):
                            "eye retargeting is a separate, default-off option)")
         info, items = open_driving(driving_path, opts.max_frames)
         check_kinds("video", info.kind, output)
+        # Timed by the video whose sound is heard: the driving video's frames (by default, so its audio stays in
+        # sync; upstream keeps the source's rate and lets the driving audio drift), else the source video's.
+        driving_times = info.kind == "video" and opts.audio != "source"
         with open_frames(source_path, max_frames=1) as probe:
-            # Timed by the driving video's frames where it has them, else by the source video's.
-            fps = info.fps if info.kind == "video" else probe.fps
+            fps = info.fps if driving_times else probe.fps
             audio = audio_file(opts.audio, source_path, probe.has_audio, info)
         load_seconds = self.load()
         start = time.perf_counter()
-        motions, matrices, driving, times = self._first_pass(source_path, info, iter(items), opts.max_frames)
+        motions, matrices, driving, times = self._first_pass(source_path, info, iter(items), opts.max_frames,
+                                                             driving_times)
         n = len(motions)
         exp_t, R_t = mm.source_video_targets(motions, [d.motion for d in driving], relative=opts.animation.relative,
                                              driving_image=info.single_image)

@@ -20,6 +20,7 @@ from .conftest import shared_file
 GRAPHS = ("stitching", "lip_retargeting")
 TORCH, ORT, ORT_FP16 = Candidate("torch", "fp32"), Candidate("onnxruntime", "fp32"), Candidate("onnxruntime", "fp16")
 ORT_INT8, TRT = Candidate("onnxruntime", "int8"), Candidate("tensorrt", "fp32")
+OPENVINO = Candidate("openvino", "fp32")
 QUICK = Budget(runs=6, min_runs=3, warmup=1, seconds=0.5)
 
 
@@ -36,15 +37,15 @@ def where(small_networks_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def rows(where: Locations) -> list:
     lines: list[str] = []
     bench = GraphBench(where, GRAPHS, QUICK, progress=lines.append)
-    return bench.run((ORT, ORT_FP16, ORT_INT8, TRT))  # the PyTorch FP32 reference is added first
+    return bench.run((ORT, ORT_FP16, ORT_INT8, OPENVINO, TRT))  # the PyTorch FP32 reference is added first
 
 
 def test_every_cell_is_measured_or_skipped_with_a_reason(rows: list) -> None:
     assert [r.candidate for r in rows[:4]] == [TORCH] * 4, "the reference runs first, though not asked for"
     cells = {(r.graph, r.candidate, r.batch) for r in rows}
-    assert cells == {(g, c, b) for g in GRAPHS for c in (TORCH, ORT, ORT_FP16, ORT_INT8, TRT) for b in (1, 8)}
+    assert cells == {(g, c, b) for g in GRAPHS for c in (TORCH, ORT, ORT_FP16, ORT_INT8, OPENVINO, TRT) for b in (1, 8)}
     for row in rows:
-        if row.candidate in (TORCH, ORT, ORT_FP16):
+        if row.candidate in (TORCH, ORT, ORT_FP16, OPENVINO):
             assert row.status == "measured", row.reason
             lat = row.latency
             assert lat is not None and 0 < lat.min_s <= lat.median_s <= lat.p90_s
@@ -110,6 +111,28 @@ def test_latency_and_fidelity_arithmetic() -> None:
     ours = {"a": reference["a"] + 0.01, "b": reference["b"] + 0.02}
     fid, worst = tensor_fidelity(ours, reference)
     assert worst == "a" and fid.max_abs == pytest.approx(0.02)  # a: 1% of its range off; b: 0.02%
+
+
+def test_openvino_computes_what_pytorch_does(rows: list) -> None:
+    for row in (r for r in rows if r.candidate == OPENVINO):
+        assert row.fidelity is not None and row.fidelity.max_abs < 1e-5, (row.graph, row.fidelity)
+
+
+def test_headline_puts_every_lpt_path_against_the_original_per_frame() -> None:
+    from lpt.bench.report import headline_table
+    from lpt.bench.suite import _headline
+
+    def row(name: str, kind: str, call_s: float, default: bool = False) -> dict:
+        return {"name": name, "kind": kind, "status": "measured", "call_s": call_s, "load_s": 2.0, "call_frames": 4,
+                "default": default, "fidelity": {"psnr_db": 70.0, "max_abs": 1.0}}
+
+    rows = [row("original-style", "original", 42.0), row("openvino fp32", "lpt", 22.0, default=True),
+            row("onnxruntime fp32", "lpt", 30.0), {**row("tensorrt fp16", "lpt", 1.0), "status": "skipped"}]
+    lines = _headline(rows)
+    assert [(line["name"], line["frame_ms"], round(line["speedup"], 3)) for line in lines] == [
+        ("original-style", 10_000.0, 1.0), ("openvino fp32", 5_000.0, 2.0), ("onnxruntime fp32", 7_000.0, 1.429)]
+    table = headline_table(lines)
+    assert "| openvino fp32 (lpt default) | 5,000 | 2.00x | 70.0 |" in table and "tensorrt" not in table
 
 
 def test_cli_writes_json_markdown_and_chart(where: Locations, tmp_path: Path) -> None:

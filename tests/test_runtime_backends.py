@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from lpt.runtime.animate import AnimationOptions, Animator, Driving, frame_image, image_tensor
 from lpt.runtime.backends import Locations, choose, open_backend
-from lpt.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from lpt.runtime import openvino_backend
+from lpt.runtime.onnxruntime_backend import OnnxRuntimeBackend, graph_file
+from lpt.runtime.openvino_backend import OpenVinoBackend
 from lpt.runtime.torch_backend import TorchBackend
 
 from lpt.errors import LptError
@@ -58,6 +60,32 @@ def test_onnxruntime_and_torch_give_the_same_frames(full_weights_dir: Path, full
     assert ours.std() > 1.0  # a real picture, not a constant
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["W-then-G", "fused-warp_decode"])
+def test_openvino_and_torch_give_the_same_frames(full_weights_dir: Path, full_onnx_dir: tuple[Path, list, list],
+                                                 crops: dict[str, np.ndarray], fused: bool) -> None:
+    backend = OpenVinoBackend(full_onnx_dir[0], weights=full_weights_dir)
+    assert backend.fused  # the export wrote warp_decode.gather.onnx: the runtime takes it on OpenVINO
+    ours, ours_kp = _animate(backend, crops, AnimationOptions(fused=fused))
+    ref, ref_kp = _animate(TorchBackend(full_weights_dir), crops, AnimationOptions())
+    assert backend.path("warping_module").name == "warping_module.gather.onnx"  # OpenVINO reads no 5-D GridSample
+    tol = SPECS["motion_extractor"].tolerance("kp", "fp32")
+    np.testing.assert_allclose(ours_kp["x_d"], ref_kp["x_d"], atol=tol.atol, rtol=tol.rtol)
+    diff = np.abs(ours.astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+    assert ours.std() > 1.0
+
+
+def test_onnxruntime_runs_the_gather_file_where_plain_export_wrote_only_that(tmp_path: Path) -> None:
+    """Plain `lpt export` (TensorRT 10 target) writes the warping graphs as gather files only."""
+    assert graph_file(tmp_path, "warping_module", "fp32", cuda=False).name == "warping_module.onnx"
+    (tmp_path / "warping_module.gather.onnx").write_bytes(b"")
+    assert graph_file(tmp_path, "warping_module", "fp32", cuda=False).name == "warping_module.gather.onnx"
+    (tmp_path / "warping_module.onnx").write_bytes(b"")  # with both, the CPU takes the native file (faster on ORT)
+    assert graph_file(tmp_path, "warping_module", "fp32", cuda=False).name == "warping_module.onnx"
+    assert graph_file(tmp_path, "warping_module", "fp32", cuda=True).name == "warping_module.gather.onnx"
+    assert graph_file(tmp_path, "spade_generator", "int8", cuda=False).name == "spade_generator.int8-cpu.onnx"
+
+
 def test_stitching_changes_the_keypoints(full_weights_dir: Path, crops: dict[str, np.ndarray]) -> None:
     backend = TorchBackend(full_weights_dir)
     animator = Animator(backend, AnimationOptions(stitching=False))
@@ -96,7 +124,11 @@ def test_default_backend_choice_follows_what_exists(tmp_path: Path, full_weights
     empty = Locations(tmp_path, tmp_path / "onnx", tmp_path / "engines")
     assert choose(None, "fp32", empty, graphs)[0] == "torch"
     with_onnx = Locations(full_weights_dir, full_onnx_dir[0], tmp_path / "engines")  # graphs of these weights
-    assert choose(None, "fp32", with_onnx, graphs)[0] == "onnxruntime"
+    assert choose(None, "fp32", with_onnx, graphs)[0] == "openvino"  # the fastest on a CPU (`lpt bench`)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(openvino_backend, "installed", lambda: False)
+        name, why = choose(None, "fp32", with_onnx, graphs)
+        assert name == "onnxruntime" and "OpenVINO is not installed" in why
     with pytest.raises(LptError, match="INT8 needs quantized graphs"):
         choose(None, "int8", empty, graphs)
     with pytest.raises(LptError, match="torch backend runs fp16 on CUDA only"):

@@ -29,15 +29,20 @@ def _run(options: RunOptions) -> VideoSourceRun:
     return VideoSourceRun(ArithmeticBackend(), FaceCropper(None, no_crop=True), options)  # type: ignore[arg-type]
 
 
-def test_the_shorter_input_sets_the_length_and_the_source_sets_the_rate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("audio,rate", [("driving", 30), ("source", 24)])
+def test_the_shorter_input_sets_the_length_and_the_audible_video_the_timing(tmp_path: Path, audio: str, rate: int) -> None:
+    """Frames are timed by the video whose sound the result carries: the driving video by default."""
     source = _video(tmp_path / "src.mp4", 6, 24, 60)
     driving = _video(tmp_path / "drv.mp4", 4, 30, 120)
-    report = _run(RunOptions(AnimationOptions(), pasteback=False, crop=False)).animate(source, driving, tmp_path / "o.mp4")
+    options = RunOptions(AnimationOptions(), pasteback=False, crop=False, audio=audio)  # type: ignore[arg-type]
+    report = _run(options).animate(source, driving, tmp_path / "o.mp4")
     assert report.frames == 4
     with av.open(str(tmp_path / "o.mp4")) as container:
         stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-        assert stream.average_rate == 24 and len(frames) == 4 and frames[0].shape == (512, 512, 3)
+        decoded = list(container.decode(video=0))
+        frames, times = [f.to_ndarray(format="rgb24") for f in decoded], [float(f.time) for f in decoded]
+        assert stream.average_rate == rate and len(frames) == 4 and frames[0].shape == (512, 512, 3)
+    assert times == pytest.approx([i / rate for i in range(4)], abs=1e-4)
     # The arithmetic backend paints each frame with its warped input's level: the source frames show through.
     levels = [float(f.mean()) for f in frames]
     assert levels == sorted(levels) and levels[-1] > levels[0]

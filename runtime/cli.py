@@ -98,7 +98,7 @@ def run_main(source: Path | None, driving: Path | None, output: Path | None, ove
     if (source is None) != (driving is None):
         raise LptError("give both -s/--source and -d/--driving, or neither for the demo")
     if source is None or driving is None:
-        from lpt.demo import write_demo_inputs
+        from lpt.runtime.demo_inputs import write_demo_inputs
 
         source, driving = write_demo_inputs(cache_dir() / "demo", frames=demo_frames)
         no_crop = True  # the drawn face fills the frame as an aligned crop does; no detector is needed

@@ -35,6 +35,9 @@ def triton() -> None:
               help="Engine precision.")
 @click.option("--onnx-precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
               help="ONNX graph precision (int8: the ONNX Runtime flavour, <graph>.int8-cpu.onnx).")
+@click.option("--onnx-backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
+              help="Triton backend of the ONNX graphs: onnxruntime (GPU or CPU nodes) or openvino (CPU nodes; the "
+                   "gather-sampling files).")
 @click.option("--engine-tag", default=None, metavar="TAG", help="Engines for this machine only, e.g. trt10.8.sm90.")
 @click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
               help="Instances of each model (per GPU for GPU models).")
@@ -50,10 +53,11 @@ def triton() -> None:
 @click.option("--no-warmup", is_flag=True, help="Do not render a frame when the animation model loads.")
 @reports_errors
 def export(out: Path, engines: Path | None, onnx_dir: Path | None, precision: str, onnx_precision: str,
-           engine_tag: str | None, instances: int, weights: Path | None, animation_backend: str,
+           onnx_backend: str, engine_tag: str | None, instances: int, weights: Path | None, animation_backend: str,
            animation_precision: str, absolute: bool, no_stitching: bool, region: str, driving_multiplier: float,
            no_warmup: bool) -> None:
-    """A Triton model repository: one model per graph (tensorrt_plan from --engines, else onnxruntime from --onnx),
+    """A Triton model repository: one model per graph (tensorrt_plan from --engines, else onnxruntime or openvino
+    from --onnx),
     each config.pbtxt generated from lpt.specs and checked, and with --weights the per-frame animation model."""
     from lpt.triton.config import AnimationParameters
     from lpt.triton.repository import export_repository
@@ -69,7 +73,7 @@ def export(out: Path, engines: Path | None, onnx_dir: Path | None, precision: st
             warmup=not no_warmup)
     click.echo(f"model repository {out}:")
     models = export_repository(out, engines, onnx_dir, precision=precision, onnx_precision=onnx_precision,
-                               engine_tag=engine_tag, instances=instances, animation=animation, progress=click.echo)
+                               onnx_backend=onnx_backend, engine_tag=engine_tag, instances=instances, animation=animation, progress=click.echo)
     click.echo(f"wrote {len(models)} model(s); every config.pbtxt parses with Triton's model-config schema")
 
 
@@ -174,7 +178,7 @@ def bench(url: str, model: str, streams: int, frames: int, source: Path | None, 
     if (source is None) != (driving is None):
         raise LptError("give both -s/--source and -d/--driving, or neither for the demo pair")
     if source is None or driving is None:
-        from lpt.demo import write_demo_inputs
+        from lpt.runtime.demo_inputs import write_demo_inputs
 
         source, driving = write_demo_inputs(cache_dir() / "demo", frames=max(2, frames))
         no_crop = True  # the drawn face is an aligned crop

@@ -17,8 +17,11 @@ from lpt.specs import SPECS, GraphSpec, TensorSpec
 # Triton's backends and file names (the model-config defaults each backend looks for).
 TENSORRT = "tensorrt"
 ONNXRUNTIME = "onnxruntime"
+OPENVINO = "openvino"  # Triton's OpenVINO backend reads ONNX files too (CPU nodes)
 PYTHON = "python"
-MODEL_FILES = {TENSORRT: "model.plan", ONNXRUNTIME: "model.onnx", PYTHON: "model.py"}
+ONNX_BACKENDS = (ONNXRUNTIME, OPENVINO)
+MODEL_FILES = {TENSORRT: "model.plan", ONNXRUNTIME: "model.onnx", OPENVINO: "model.onnx", PYTHON: "model.py"}
+INSTANCE_KINDS = {TENSORRT: "KIND_GPU", ONNXRUNTIME: "KIND_AUTO", OPENVINO: "KIND_CPU"}
 DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
               "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL", "uint64": "TYPE_UINT64"}
 # The source's feature volume is made once per stream; every other graph runs once or more per frame.
@@ -58,13 +61,13 @@ def _warmup(spec: GraphSpec) -> list[str]:
 
 
 def graph_config(spec: GraphSpec, backend: str, instances: int = 1, parameters: Mapping[str, str] | None = None) -> str:
-    """``config.pbtxt`` of one graph served by ``backend`` (tensorrt or onnxruntime): tensors and the largest
-    batch from the spec, dynamic batching on the per-frame graphs, ``instances`` copies, a warm-up."""
-    if backend not in (TENSORRT, ONNXRUNTIME):
-        raise ValueError(f"graph models are served by {TENSORRT} or {ONNXRUNTIME}, not {backend!r}")
+    """``config.pbtxt`` of one graph served by ``backend`` (tensorrt, onnxruntime or openvino): tensors and the
+    largest batch from the spec, dynamic batching on the per-frame graphs, ``instances`` copies, a warm-up."""
+    if backend not in INSTANCE_KINDS:
+        raise ValueError(f"graph models are served by {', '.join(INSTANCE_KINDS)}, not {backend!r}")
     # TensorRT engines need a GPU; ONNX Runtime takes a GPU where the node has one and the CPU otherwise, so one
-    # repository serves both kinds of node.
-    kind = "KIND_GPU" if backend == TENSORRT else "KIND_AUTO"
+    # repository serves both kinds of node; OpenVINO is for CPU nodes.
+    kind = INSTANCE_KINDS[backend]
     lines = [f"name: {_quote(spec.name)}", f"backend: {_quote(backend)}", f"max_batch_size: {spec.batch[2]}",
              f"default_model_filename: {_quote(MODEL_FILES[backend])}",
              "input [", ",\n".join(_tensor(t) for t in spec.inputs), "]",

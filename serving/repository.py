@@ -20,6 +20,8 @@ import onnx
 from lpt.engines.plan import Platform, engine_name
 from lpt.engines.sidecar import engine_mismatch
 from lpt.runtime.onnxruntime_backend import graph_file
+from lpt.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
+from lpt.runtime.openvino_backend import graph_file as openvino_graph_file
 from lpt.triton import config as cfg
 
 from lpt.errors import LptError
@@ -97,7 +99,7 @@ def _write_config(model_dir: Path, text: str, check: Callable[[str, str], object
 
 def export_graph(out: Path, graph: str, backend: str, model_file: Path, instances: int) -> ExportedModel:
     model_dir = out / graph
-    extra = _external_data(model_file) if backend == cfg.ONNXRUNTIME else []
+    extra = _external_data(model_file) if backend in cfg.ONNX_BACKENDS else []
     for name in extra:
         data = model_file.parent / name
         if not data.is_file():
@@ -118,12 +120,25 @@ def export_animation(out: Path, params: cfg.AnimationParameters, instances: int)
     return ExportedModel(cfg.ANIMATION_MODEL, cfg.PYTHON, f"lpt {params.backend} {params.precision} from {params.weights}")
 
 
+def _onnx_file(onnx_dir: Path, graph: str, precision: str, backend: str) -> Path:
+    """The file lpt's own backend of that name runs (OpenVINO: the gather sampler, as it reads no 5-D GridSample)."""
+    if backend == cfg.OPENVINO:
+        return openvino_graph_file(onnx_dir, graph, precision)
+    return graph_file(onnx_dir, graph, precision, cuda=False)
+
+
 def export_repository(out: Path, engines: Path | None, onnx_dir: Path | None, *, precision: str = "fp16",
-                      onnx_precision: str = "fp32", engine_tag: str | None = None, instances: int = 1,
+                      onnx_precision: str = "fp32", onnx_backend: str = cfg.ONNXRUNTIME,
+                      engine_tag: str | None = None, instances: int = 1,
                       animation: cfg.AnimationParameters | None = None,
                       progress: Callable[[str], None] = lambda line: None) -> list[ExportedModel]:
-    """One model per graph: TensorRT where ``engines`` holds its engine, else ONNX Runtime where ``onnx_dir`` holds
-    its graph (a graph with neither is left out, and said so); and the animation model when ``animation`` is given."""
+    """One model per graph: TensorRT where ``engines`` holds its engine, else ``onnx_backend`` (ONNX Runtime or
+    OpenVINO, each from the file its lpt backend runs) where ``onnx_dir`` holds its graph (a graph with neither is
+    left out, and said so); and the animation model when ``animation`` is given."""
+    if onnx_backend not in cfg.ONNX_BACKENDS:
+        raise LptError(f"ONNX graphs are served by {' or '.join(cfg.ONNX_BACKENDS)}, not {onnx_backend}")
+    if onnx_backend == cfg.OPENVINO and onnx_precision not in OPENVINO_PRECISIONS:
+        raise LptError(f"--onnx-precision {onnx_precision}: OpenVINO serves {' or '.join(OPENVINO_PRECISIONS)}")
     for what, folder in (("--engines", engines), ("--onnx", onnx_dir)):
         if folder is not None and not folder.is_dir():
             raise LptError(f"{what} {folder} is not a folder")
@@ -132,11 +147,11 @@ def export_repository(out: Path, engines: Path | None, onnx_dir: Path | None, *,
     models = []
     for graph in SPECS:
         engine = find_engine_file(engines, graph, precision, engine_tag) if engines is not None else None
-        graph_onnx = graph_file(onnx_dir, graph, onnx_precision, cuda=False) if onnx_dir is not None else None
+        graph_onnx = _onnx_file(onnx_dir, graph, onnx_precision, onnx_backend) if onnx_dir is not None else None
         if engine is not None:
             models.append(export_graph(out, graph, cfg.TENSORRT, engine, instances))
         elif graph_onnx is not None and graph_onnx.is_file():
-            models.append(export_graph(out, graph, cfg.ONNXRUNTIME, graph_onnx, instances))
+            models.append(export_graph(out, graph, onnx_backend, graph_onnx, instances))
         elif engines is not None or onnx_dir is not None:
             progress(f"  {graph}: no {precision} engine and no {onnx_precision} ONNX graph, left out")
             continue

@@ -43,3 +43,32 @@ def full_onnx_dir(full_weights_dir: Path, tmp_path_factory: pytest.TempPathFacto
     lines: list[str] = []
     results = export_onnx(full_weights_dir, out, grid_sample="both", trt="10", progress=lines.append)
     return out, [r.status for r in results], lines
+
+
+# ---- the table of issue 14's checks (tests marked `usage`), printed at the end of the session ---------------
+
+_USAGE: list[tuple[str, str, str, float]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "usage(item, what): a check of lpt-run as people use it (issue 14), "
+                                       "listed in a table at the end of the run")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("usage")
+    if marker is not None and (report.when == "call" or report.outcome != "passed"):
+        _USAGE.append((str(marker.args[0]), f"{marker.args[1]} [{item.name}]", report.outcome, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _USAGE:
+        return
+    rows = [("item", "what a user checks", "result", "s"), *((i, w, r, f"{s:.1f}") for i, w, r, s in sorted(_USAGE))]
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    terminalreporter.section("lpt-run as people use it (issue 14; refusals are in the bad-input corpus table)")
+    for row in rows:
+        terminalreporter.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])

@@ -96,6 +96,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"portrait": portrait, "gif": gif, "vfr": vfr_video_with_audio(folder / "vfr.mp4")}
 
 
+@pytest.mark.usage("2, 5", "default output folder made; an animated GIF drives every frame at its own delays")
 def test_default_output_folder_is_made_and_an_animated_gif_drives_every_frame(
         tmp_path: Path, inputs: dict[str, Path], full_weights_dir: Path) -> None:
     done = ok(run(tmp_path, "-s", inputs["portrait"], "-d", inputs["gif"], "--no-crop", "--weights", full_weights_dir,
@@ -108,6 +109,7 @@ def test_default_output_folder_is_made_and_an_animated_gif_drives_every_frame(
     assert sorted(p.name for p in output.parent.iterdir()) == [output.name]  # no lock or temporary file left
 
 
+@pytest.mark.usage("1, 6, 8", "VFR times and audio kept from the first sample; -y replaces; a second run on the output fails")
 def test_vfr_timestamps_and_audio_are_kept_and_a_second_run_on_the_output_is_refused(
         tmp_path: Path, inputs: dict[str, Path], full_weights_dir: Path) -> None:
     output = tmp_path / "out.mp4"
@@ -131,6 +133,7 @@ def test_vfr_timestamps_and_audio_are_kept_and_a_second_run_on_the_output_is_ref
     assert not lock.exists()
 
 
+@pytest.mark.usage("6", "--fps writes a constant rate; --audio none is silent")
 def test_fps_option_writes_a_constant_rate(tmp_path: Path, inputs: dict[str, Path], full_weights_dir: Path) -> None:
     output = tmp_path / "constant.mp4"
     ok(run(tmp_path, "-s", inputs["portrait"], "-d", inputs["vfr"], "-o", output, "--no-crop", "--weights",
@@ -139,6 +142,7 @@ def test_fps_option_writes_a_constant_rate(tmp_path: Path, inputs: dict[str, Pat
     assert audio_samples(output).size == 0
 
 
+@pytest.mark.usage("5, 7", "video-to-video: the driving audio, the source size (never padded)")
 def test_video_to_video_takes_the_driving_audio_and_the_source_size(
         tmp_path: Path, inputs: dict[str, Path], full_weights_dir: Path) -> None:
     """A silent, odd-sized source sequence (an APNG of real video frames) driven by a video with sound:
@@ -173,6 +177,7 @@ def transparent_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.usage("7", "a transparent source over white, said so, at the source size")
 def test_transparent_source_is_composited_over_white_at_the_source_size(
         tmp_path: Path, transparent_source: Path, full_weights_dir: Path) -> None:
     output = tmp_path / "one.png"
@@ -184,6 +189,7 @@ def test_transparent_source_is_composited_over_white_at_the_source_size(
     assert result[:50, :50].min() >= 250  # white, as a viewer shows the transparent corner, not black
 
 
+@pytest.mark.usage("7", "--concat panels keep their aspect ratio")
 def test_concat_panels_keep_their_aspect_ratio(tmp_path: Path, transparent_source: Path, full_weights_dir: Path) -> None:
     output = tmp_path / "concat.png"
     ok(run(tmp_path, "-s", transparent_source, "-d", shared_file("assets/driving/d8.jpg"), "-o", output,
@@ -192,6 +198,7 @@ def test_concat_panels_keep_their_aspect_ratio(tmp_path: Path, transparent_sourc
     assert result.shape == (512, 512 + 512 + 638, 3)  # the 598x480 result at 512 rows is 638 wide, not squeezed
 
 
+@pytest.mark.usage("4", "SIGTERM/SIGHUP/SIGINT: one line, exit 128+N, nothing left")
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_every_stop_signal_cleans_up_in_one_line(stop: signal.Signals, tmp_path: Path, inputs: dict[str, Path],
                                                  full_weights_dir: Path) -> None:
@@ -211,6 +218,7 @@ def test_every_stop_signal_cleans_up_in_one_line(stop: signal.Signals, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == []  # no temporary file, no lock, no output
 
 
+@pytest.mark.usage("also", "help and argument errors answer at once (no torch)")
 @pytest.mark.parametrize("argv", [["--help"], ["-s", "missing.jpg", "-d", "missing.mp4"]])
 def test_help_and_argument_errors_do_not_load_torch(argv: list[str], tmp_path: Path) -> None:
     """They answer at once: the networks' libraries load only when there is work for them."""
@@ -221,3 +229,23 @@ def test_help_and_argument_errors_do_not_load_torch(argv: list[str], tmp_path: P
                           capture_output=True, text=True, check=True, timeout=60)
     code, torch_loaded, ort_loaded = done.stdout.split()
     assert (torch_loaded, ort_loaded) == ("False", "False") and code == ("0" if argv == ["--help"] else "2")
+
+
+@pytest.mark.usage("9", "lpt bench in an empty folder runs on the cached synthetic weights and says so")
+def test_bench_without_weights_uses_the_cached_synthetic_set(tmp_path: Path, full_weights_dir: Path) -> None:
+    from lpt.models.synthetic import MARKER, marker_text
+
+    cached = tmp_path / "cache" / "synthetic-weights-seed0"  # as `lpt weights synth` leaves it in the cache
+    cached.mkdir(parents=True)
+    (cached / "liveportrait").symlink_to(full_weights_dir / "liveportrait", target_is_directory=True)
+    (cached / MARKER).write_text(marker_text(0))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = [str(Path(program("lpt-run")).with_name("lpt")), "bench", "--no-e2e", "--graphs", "stitching", "--backends",
+            "torch,onnxruntime", "--precisions", "fp32", "--runs", "2", "--min-runs", "1", "--cell-seconds", "0.2"]
+    done = subprocess.run(argv, cwd=empty, env={**os.environ, "LPT_CACHE": str(tmp_path / "cache")},
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"weights: synthetic, {cached}" in done.stderr and "| stitching | torch fp32 |" in done.stdout
+    assert "build/onnx" in done.stdout  # ONNX Runtime skipped, saying which folder had no graphs
+    assert (empty / "build" / "bench" / "bench.json").is_file()

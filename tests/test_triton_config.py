@@ -29,7 +29,7 @@ PLATFORM = Platform("10.8.0.43", "NVIDIA H100", (9, 0))
 WITH_ENGINES = ("motion_extractor", "warping_module", "spade_generator")
 
 
-@pytest.mark.parametrize("backend", [cfg.TENSORRT, cfg.ONNXRUNTIME])
+@pytest.mark.parametrize("backend", [cfg.TENSORRT, cfg.ONNXRUNTIME, cfg.OPENVINO])
 @pytest.mark.parametrize("graph", list(SPECS))
 def test_graph_config_parses_and_matches_spec(graph: str, backend: str) -> None:
     spec = SPECS[graph]
@@ -39,9 +39,8 @@ def test_graph_config_parses_and_matches_spec(graph: str, backend: str) -> None:
     assert [t.name for t in parsed.output] == list(spec.output_names)
     assert all(t.data_type == model_config_pb2.TYPE_FP32 for t in (*parsed.input, *parsed.output))
     assert parsed.instance_group[0].count == 2
-    kind = model_config_pb2.ModelInstanceGroup.KIND_GPU if backend == cfg.TENSORRT else \
-        model_config_pb2.ModelInstanceGroup.KIND_AUTO
-    assert parsed.instance_group[0].kind == kind
+    kinds = {cfg.TENSORRT: "KIND_GPU", cfg.ONNXRUNTIME: "KIND_AUTO", cfg.OPENVINO: "KIND_CPU"}
+    assert parsed.instance_group[0].kind == getattr(model_config_pb2.ModelInstanceGroup, kinds[backend])
     assert parsed.HasField("dynamic_batching") == (graph not in cfg.PER_SOURCE_GRAPHS)
     assert sorted(w.batch_size for w in parsed.model_warmup) == sorted({1, spec.batch[2]})
     warm = parsed.model_warmup[-1].inputs
@@ -114,6 +113,18 @@ def test_export_repository_layout(tmp_path: Path) -> None:
     report = check_repository(repo)
     assert len(report) == len(SPECS) + 1 and all(line.endswith(": ok") for line in report)
     assert not list(repo.rglob("*.tmp"))
+
+
+def test_openvino_serves_the_gather_files(tmp_path: Path) -> None:
+    graphs, repo = tmp_path / "onnx", tmp_path / "repo"
+    graphs.mkdir()
+    for graph, variant in (("warping_module", ""), ("warping_module", "gather"), ("stitching", "")):
+        _tiny_onnx(onnx_path(graphs, graph, variant), external=False)
+    models = export_repository(repo, None, graphs, onnx_backend=cfg.OPENVINO)
+    assert {(m.name, m.backend, m.source) for m in models} == {
+        ("warping_module", cfg.OPENVINO, "warping_module.gather.onnx"), ("stitching", cfg.OPENVINO, "stitching.onnx")}
+    assert (repo / "warping_module/1/model.onnx").read_bytes() == onnx_path(graphs, "warping_module", "gather").read_bytes()
+    assert all(line.endswith(": ok") for line in check_repository(repo))
 
 
 def test_onnx_external_data_travels(tmp_path: Path) -> None:

@@ -351,7 +351,7 @@ def _engine_tampered(folder: Path, inputs: Inputs) -> Case:
 
 
 
-@case("output-is-driving", "-o names the driving video itself (another spelling of its path)")
+@case("output-is-driving", "issue 14.1: -o names the driving video itself (another spelling of its path)")
 def _output_is_driving(folder: Path, inputs: Inputs) -> Case:
     (folder / "out").mkdir()
     driving = folder / "out" / "clip.mp4"
@@ -360,7 +360,7 @@ def _output_is_driving(folder: Path, inputs: Inputs) -> Case:
     return Case(argv, ("out/../out/clip.mp4", "is the driving", "destroy"), folder / "out")
 
 
-@case("output-is-linked-source", "-o is a symbolic link to the source image")
+@case("output-is-linked-source", "issue 14.1: -o is a symbolic link to the source image")
 def _output_is_linked_source(folder: Path, inputs: Inputs) -> Case:
     (folder / "out").mkdir()
     source = folder / "out" / "face.png"
@@ -370,7 +370,7 @@ def _output_is_linked_source(folder: Path, inputs: Inputs) -> Case:
     return Case(argv, ("out/link.png", "is the source", "destroy"), folder / "out")
 
 
-@case("output-exists", "-o names an existing file, without --overwrite")
+@case("output-exists", "issue 14.1: -o names an existing file, without --overwrite")
 def _output_exists(folder: Path, inputs: Inputs) -> Case:
     (folder / "out").mkdir()
     (folder / OUTPUT).write_bytes(b"an earlier result")
@@ -378,26 +378,48 @@ def _output_exists(folder: Path, inputs: Inputs) -> Case:
     return Case(argv, (OUTPUT, "exists", "--overwrite"), folder / "out")
 
 
-@case("video-source-image-output", "a source video with an image output (.png)")
+@case("video-source-image-output", "issue 14.3: a source video with an image output (.png)")
 def _video_source_image_output(folder: Path, inputs: Inputs) -> Case:
     argv = lpt_run(folder, inputs.clip, inputs.portrait, output="out/result.png")
     return refusal(folder, argv, "out/result.png", "video source", "result.mp4", absent=(folder / "out/result.png",))
 
 
-@case("video-driving-image-output", "a driving video with an image output (.jpg)")
+@case("video-driving-image-output", "issue 14.3: a driving video with an image output (.jpg)")
 def _video_driving_image_output(folder: Path, inputs: Inputs) -> Case:
     argv = lpt_run(folder, inputs.portrait, inputs.clip, output="out/result.jpg")
     return refusal(folder, argv, "out/result.jpg", "an image source driven by a video", "result.mp4", absent=(folder / "out/result.jpg",))
 
 
-@case("template-image-output", "a motion template with an image output (.png)")
+@case("template-image-output", "issue 14.3: a motion template with an image output (.png)")
 def _template_image_output(folder: Path, inputs: Inputs) -> Case:
     (folder / "motion.pkl").write_bytes(pickle.dumps(_template(2)))
     argv = lpt_run(folder, inputs.portrait, "motion.pkl", output="out/result.png")
     return refusal(folder, argv, "out/result.png", "driven by a template", absent=(folder / "out/result.png",))
 
 
-@case("audio-from-image-source", "--audio source with a source image")
+@case("audio-from-image-source", "issue 14.5: --audio source with a source image")
 def _audio_from_image(folder: Path, inputs: Inputs) -> Case:
     argv = lpt_run(folder, inputs.portrait, inputs.clip, "--audio", "source")
     return refusal(folder, argv, "--audio source", "image", "no sound")
+
+
+def _mlp_weights(folder: Path, seed: int) -> Path:
+    """The retargeting checkpoint alone (stitching, eye and lip MLPs), seeded: all a stitching graph is made from."""
+    import torch
+    from lpt.models.checkpoint import save_official_layout
+    from lpt.models.registry import build
+
+    torch.manual_seed(seed)
+    return save_official_layout(folder, {n: build(n).state_dict() for n in ("stitching", "eye_retargeting", "lip_retargeting")})
+
+
+@case("graphs-of-other-weights", "issue 14.10: ONNX graphs exported from other weights than --weights")
+def _graphs_of_other_weights(folder: Path, inputs: Inputs) -> Case:
+    from lpt.export.onnx_export import export_onnx
+
+    export_onnx(_mlp_weights(folder / "weights-a", 1), folder / "onnx", ("stitching",), fused=False, progress=lambda _: None)
+    _mlp_weights(folder / "weights", 2)
+    argv = lpt_run(folder, inputs.portrait, inputs.clip, "--no-crop", "--onnx", "onnx")
+    argv = (*argv[: argv.index("--backend") + 1], "onnxruntime", *argv[argv.index("--backend") + 2:])
+    return refusal(folder, argv, "onnx/stitching.onnx", "exported from another", "stitching_retargeting_module.pth",
+                   "lpt export")

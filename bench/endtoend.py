@@ -62,7 +62,7 @@ def lpt_default(where: Locations) -> tuple[Candidate, str]:
     from lpt.runtime.animate import AnimationOptions
     from lpt.runtime.backends import choose, default_precision
 
-    name, why = choose(None, "fp32", where, AnimationOptions().graphs())
+    name, why = choose(None, None, where, AnimationOptions().graphs())
     return Candidate(name, default_precision(name)), why
 
 

@@ -126,7 +126,7 @@ def resident(backend: Backend, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
 
         return {n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), "cuda", 0) for n, a in feeds.items()}
     if backend.name == "tensorrt":
-        from lpt.runtime.cuda_memory import DeviceBuffer, copy_async
+        from lpt.cuda import DeviceBuffer, copy_async
         from lpt.runtime.trt_backend import DeviceTensor
 
         moved = {}

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from lpt.runtime.memory import peak_rss_mib
 
+from lpt.metrics import UINT8_PEAK, max_abs_error, psnr_db, range_peak
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -103,16 +105,11 @@ Clock = CpuClock | CudaEventClock | TorchCudaClock
 class Fidelity:
     """Difference of an output from the reference: the largest absolute difference and the PSNR."""
 
-    max_abs: float
-    psnr_db: float  # inf when identical
+    max_abs: float  # inf for a NaN output
+    psnr_db: float  # inf when identical, -inf for a NaN output
 
     def as_json(self) -> dict[str, float | None]:
-        return {"max_abs": self.max_abs, "psnr_db": None if math.isinf(self.psnr_db) else self.psnr_db}
-
-
-def psnr(ours: np.ndarray, reference: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((ours.astype(np.float64) - reference.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+        return {"max_abs": self.max_abs, "psnr_db": None if self.psnr_db == math.inf else self.psnr_db}
 
 
 def tensor_fidelity(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> tuple[Fidelity, str]:
@@ -120,13 +117,11 @@ def tensor_fidelity(outputs: Mapping[str, np.ndarray], reference: Mapping[str, n
     PSNR with each output's reference range as its peak), and the name of the lowest-PSNR output."""
     worst_name, worst_psnr, largest = "", math.inf, 0.0
     for name, ref in reference.items():
-        ours = np.asarray(outputs[name], dtype=np.float64)
-        ref64 = np.asarray(ref, dtype=np.float64)
-        if ours.shape != ref64.shape:
-            raise ValueError(f"output {name}: shape {ours.shape}, the reference's is {ref64.shape}")
-        largest = max(largest, float(np.max(np.abs(ours - ref64))) if ref64.size else 0.0)
-        peak = float(ref64.max() - ref64.min()) or 1.0
-        value = psnr(ours, ref64, peak)
+        ours = np.asarray(outputs[name])
+        if ours.shape != np.shape(ref):
+            raise ValueError(f"output {name}: shape {ours.shape}, the reference's is {np.shape(ref)}")
+        largest = max(largest, max_abs_error(ours, ref))
+        value = psnr_db(ours, ref, range_peak(ref))
         if value < worst_psnr or not worst_name:
             worst_name, worst_psnr = name, value
     return Fidelity(largest, worst_psnr), worst_name
@@ -137,8 +132,7 @@ def frame_fidelity(frames: np.ndarray, reference: np.ndarray) -> Fidelity:
     if frames.shape != reference.shape:
         raise ValueError(f"{frames.shape[0]} frame(s) of {frames.shape[1:]} against a reference of "
                          f"{reference.shape[0]} frame(s) of {reference.shape[1:]}")
-    diff = np.abs(frames.astype(np.int16) - reference.astype(np.int16))
-    return Fidelity(float(diff.max()) if diff.size else 0.0, psnr(frames, reference, 255.0))
+    return Fidelity(max_abs_error(frames, reference), psnr_db(frames, reference, UINT8_PEAK))
 
 
 class ProcessPeakRss:

@@ -17,13 +17,12 @@ import cv2
 import numpy as np
 
 from lpt.errors import LptError
+from lpt.specs import EYE_RATIO_RANGE, LIP_RATIO_RANGE  # what each sample's ratios are drawn from
 
 IMAGE_GLOB = "*.jpg"  # what export.parity_inputs reads
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 CALIBRATION, HELD_OUT = "calibration", "held_out"
 SPLITS = (CALIBRATION, HELD_OUT)
-EYE_RATIO_RANGE = (0.0, 0.5)  # eye-opening ratios: source left, source right, target
-LIP_RATIO_RANGE = (0.0, 0.8)  # lip-opening ratios: source, target
 
 
 class CalibrationError(LptError):

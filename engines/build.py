@@ -150,11 +150,12 @@ def build_all(onnx_dir: Path, out_dir: Path, *, graphs: str | None = None, preci
               grid_sample: str = "auto", options: BuildOptions = BuildOptions(), timing_cache: Path | None = None,
               device: int = 0, progress: Progress = print) -> list[BuildRow]:
     """Build (or keep, when up to date) every engine of the plan; print a table at the end."""
-    from .environment import probe
+    from .environment import probe, use_device
 
     if options.opt_level not in OPT_LEVELS:
         raise EngineError(f"--opt-level must be 0..5 (TensorRT's builder optimisation level), got {options.opt_level}")
     platform = probe(device)
+    use_device(device)  # TensorRT builds on the current device: the one the engines are named for
     jobs, notes = plan_jobs(onnx_dir, out_dir, platform, graphs, precisions, grid_sample)
     cache = timing_cache or timing_cache_path(out_dir, platform)
     progress(f"lpt build: {len(jobs)} engine(s) for {platform.describe()}, CUDA driver {platform.cuda_driver}; "

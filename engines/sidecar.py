@@ -138,3 +138,15 @@ def engine_mismatch(engine: Path, tensorrt: str | None, compute_capability: str 
     if compute_capability is not None and record.compute_capability != compute_capability:
         return record, f"was built for compute capability {record.compute_capability} ({record.gpu}), not {compute_capability}"
     return record, None
+
+
+def engine_unusable(folder: Path, graph: str, precision: str, platform: Platform) -> tuple[Path, str | None]:
+    """The engine of ``graph`` and ``precision`` that ``find_engine`` names for ``platform``, and why it cannot
+    run there (missing, its sidecar names another TensorRT, GPU or precision, or its bytes differ) or None."""
+    path = folder / engine_name(graph, precision, platform)
+    if not path.is_file():
+        return path, f"no {path.name} in {folder}"
+    record, why = engine_mismatch(path, platform.tensorrt, cc_text(platform))
+    if why is None and record is not None and record.precision != precision:
+        why = f"is a {record.precision} engine"
+    return path, None if why is None else f"{path.name} {why}"

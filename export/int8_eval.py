@@ -13,6 +13,8 @@ import numpy as np
 from lpt.calibration.dataset import CalibrationSet
 from lpt.calibration.sampling import HELD_OUT
 
+from lpt.metrics import UNIT_PEAK, max_abs_error, psnr_db, ssim
+
 from . import int8_accuracy as acc
 from .int8 import Int8Manifest, Target, fp32_path, int8_path
 from .manifest import sha256_file
@@ -101,8 +103,8 @@ def evaluate_chains(onnx_dir: Path, targets: list[Target], calib: CalibrationSet
             reference = acc.chain_frames(*(acc.session(refs[g]) for g in CHAIN), held)
         frames = acc.chain_frames(*(acc.session(members[g]) for g in CHAIN), held)
         result: dict[str, Any] = {"files": files, "calibration": calib.digest, "samples": len(frames),
-                                  "psnr_db": acc.psnr_db(reference, frames), "ssim": acc.ssim(reference, frames),
-                                  "max_abs": float(np.abs(frames - reference).max())}
+                                  "psnr_db": psnr_db(frames, reference, UNIT_PEAK), "ssim": ssim(frames, reference),
+                                  "max_abs": max_abs_error(frames, reference)}
         manifest.chains[key] = result
         manifest.save()
         progress(f"  chain F -> W -> G, {key}: frame PSNR {result['psnr_db']:.2f} dB, SSIM {result['ssim']:.4f}")

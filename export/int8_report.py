@@ -43,7 +43,7 @@ def chain_failures(key: str, result: Mapping[str, Any], threshold: Int8Threshold
 
 
 def _db(value: float | None) -> str:
-    return "-" if value is None else ("inf" if math.isinf(value) else f"{value:.1f}")
+    return "-" if value is None else f"{value:.1f}"  # inf and -inf (NaN outputs) print as themselves
 
 
 def accuracy_table(targets: list[Target], manifest: Int8Manifest) -> list[str]:

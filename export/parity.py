@@ -1,11 +1,12 @@
 """``lpt parity``: every exported ONNX graph against its PyTorch reference, through Polygraphy's Comparator.
 
 Each file runs on ONNX Runtime (CPU; CUDA too where onnxruntime-gpu really reaches a GPU) and on TensorRT
-where ``tensorrt`` imports. The PyTorch outputs of the same feeds (``parity_inputs``) join the run results
-as the runner ``pytorch``, and ``SimpleCompareFunc`` checks every runner against them elementwise with the
-spec's per-output tolerances: FP32 files with ``fp32_tolerance``, ``*.fp16.onnx`` with ``fp16_tolerance``
-(still against PyTorch FP32). Polygraphy's elementwise check fails an element when it is outside BOTH
-atol and rtol * |ref|.
+where ``tensorrt`` imports, except native 5-D GridSample files on a TensorRT whose parser takes rank 4 only
+(before 11.2): those are skipped there with a note, as their gather files run. The PyTorch outputs of the
+same feeds (``parity_inputs``) join the run results as the runner ``pytorch``, and ``SimpleCompareFunc``
+checks every runner against them elementwise with the spec's per-output tolerances: FP32 files with
+``fp32_tolerance``, ``*.fp16.onnx`` with ``fp16_tolerance`` (still against PyTorch FP32). Polygraphy's
+elementwise check fails an element when it is outside BOTH atol and rtol * |ref|.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .parity_inputs import (
 )
 from .parity_report import IMAGE_OUTPUTS, Row, fill_stats, summary, table, write_report
 from .provenance import OTHER_WEIGHTS, ProvenanceError, untraced_all
+from .trt_support import LATEST, support_for
 
 REFERENCE = "pytorch"
 VARIANTS = ("native", "gather", "fp16", "gather.fp16")  # parity variant -> onnx_path variant: native is ""
@@ -56,6 +58,7 @@ class Target:
 class RunnerChoice:
     name: str
     make: Callable[[Path, GraphSpec], Any]  # a Polygraphy runner for a file
+    skip: Callable[[Target], str | None] | None = None  # why a file is not for this runner, or None
 
 
 @dataclass
@@ -145,6 +148,32 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, f"tensorrt {tensorrt.__version__}"
 
 
+def tensorrt_skip(target: Target, version: str) -> str | None:
+    """Why TensorRT ``version`` is not given ``target``'s file: native 5-D GridSample where the parser takes
+    rank 4 only (the lint's support table: before 11.2), or None."""
+    if not SPECS[target.graph].samples or target.variant.startswith("gather"):
+        return None
+    major = int(version.split(".")[0])
+    if major > max(LATEST):  # newer than the table: it parses what the newest known one does
+        return None
+    if major in LATEST and 5 in support_for(version).gridsample_ranks:
+        return None
+    return (f"{target.path.name} not run on TensorRT {version}: its parser takes GridSample of rank 4 only "
+            f"(5-D from 11.2); the gather file is for it")
+
+
+def runners_for(target: Target, choices: Sequence[RunnerChoice]) -> tuple[list[RunnerChoice], list[str]]:
+    """The runners that take ``target``'s file, and a note for each that does not."""
+    usable, notes = [], []
+    for choice in choices:
+        why = choice.skip(target) if choice.skip is not None else None
+        if why is None:
+            usable.append(choice)
+        else:
+            notes.append(f"{choice.name} skipped: {why}")
+    return usable, notes
+
+
 def _ort_runner(provider: str, name: str) -> Callable[[Path, GraphSpec], Any]:
     def make(path: Path, _spec: GraphSpec) -> Any:
         from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
@@ -157,7 +186,6 @@ def _ort_runner(provider: str, name: str) -> Callable[[Path, GraphSpec], Any]:
 def _trt_runner(path: Path, spec: GraphSpec) -> Any:
     """An engine built from the ONNX file as `lpt build` builds it: strongly typed (TensorRT 11 has no
     weak-typing precision flags), the spec's batch profile."""
-    from lpt.engines.plan import profile_shapes
     from polygraphy.backend.trt import (
         CreateConfig,
         EngineFromNetwork,
@@ -167,25 +195,11 @@ def _trt_runner(path: Path, spec: GraphSpec) -> Any:
     )
 
     profile = Profile()
-    for name, (low, opt, high) in profile_shapes(spec).items():
-        profile.add(name, low, opt, high)
+    low, opt, high = (spec.shapes(batch) for batch in spec.batch)
+    for name in spec.input_names:
+        profile.add(name, low[name], opt[name], high[name])
     network = NetworkFromOnnxPath(str(path), strongly_typed=True)
     return TrtRunner(EngineFromNetwork(network, CreateConfig(profiles=[profile])), name="tensorrt")
-
-
-def engine_runner(path: Path, spec: GraphSpec) -> Any:
-    """Polygraphy's TrtRunner over an engine file of `lpt build`, checked against its sidecar first (this
-    TensorRT, this GPU architecture, the file intact) so a foreign engine fails in one line."""
-    from lpt.engines.environment import probe
-    from lpt.engines.sidecar import EngineRecord, verify_engine
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-    record = EngineRecord.read(path.with_suffix(".json"))
-    data = path.read_bytes()
-    verify_engine(path, probe(), record.precision if record is not None else "", data)
-    if record is not None and record.graph != spec.name:
-        raise LptError(f"{path.name} is an engine of {record.graph}, not of {spec.name}")
-    return TrtRunner(EngineFromBytes(data), name="polygraphy")
 
 
 def runner_choices() -> tuple[list[RunnerChoice], dict[str, str]]:
@@ -198,7 +212,10 @@ def runner_choices() -> tuple[list[RunnerChoice], dict[str, str]]:
         choices.append(RunnerChoice("onnxrt-cuda", _ort_runner("CUDAExecutionProvider", "onnxrt-cuda")))
     trt_ok, status["tensorrt"] = tensorrt_status()
     if trt_ok:
-        choices.append(RunnerChoice("tensorrt", _trt_runner))
+        import tensorrt
+
+        skip = functools.partial(tensorrt_skip, version=str(tensorrt.__version__))
+        choices.append(RunnerChoice("tensorrt", _trt_runner, skip))
     return choices, status
 
 
@@ -337,7 +354,10 @@ def run_parity(weights_dir: str | Path, onnx_dir: str | Path, graphs: Sequence[s
         line = [f"[{i}/{len(graphs)}] {graph}: {len(refs)} feeds (batch {','.join(str(f.batch) for f in feeds[graph])}), "
                 f"pytorch {timing[graph]['pytorch']:.1f} s"]
         for target in (t for t in targets if t.graph == graph):
-            target_rows, seconds = compare(target, feeds[graph], refs, choices)
+            usable, skipped = runners_for(target, choices)
+            notes += skipped
+            line += skipped
+            target_rows, seconds = compare(target, feeds[graph], refs, usable)
             rows += target_rows
             for runner, s in seconds.items():
                 timing[graph][f"{target.variant} {runner}"] = round(s, 2)

@@ -30,7 +30,7 @@ from torch import nn
 
 from lpt.demo import draw_portrait
 from lpt.errors import LptError
-from lpt.specs import SPECS
+from lpt.specs import KEYPOINT_RANGE, SPECS, TensorSpec, ValueRange
 
 from .graphs import graph_module
 
@@ -40,6 +40,7 @@ MIN_PAIRS = 4  # (source, driver) pairs: enough for the real feeds of every grap
 # [source left eye, source right eye, target eye] and [source lip, target lip] opening ratios.
 EYE_RATIOS = ((0.32, 0.30, 0.0), (0.28, 0.31, 0.18), (0.35, 0.33, 0.38), (0.25, 0.27, 0.45))
 LIP_RATIOS = ((0.05, 0.0), (0.02, 0.3), (0.12, 0.55), (0.30, 0.8))
+DRIVING_SPREAD = 0.05  # random driving keypoints: the source's plus this much unit-normal noise
 # The warping module and what it feeds cost seconds per image on CPU: fewer, smaller feeds.
 HEAVY = frozenset({"warping_module", "spade_generator", "warp_decode"})
 # (quick, heavy) -> (batch of each real feed, batch of each random feed).
@@ -285,30 +286,30 @@ def group(items: list[tuple[str, Tensors]], batches: Iterable[int]) -> list[Feed
     return feeds
 
 
+def _draw(rng: np.random.Generator, value_range: ValueRange | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform over ``value_range``; unit normal where the spec gives none (feature maps)."""
+    return rng.standard_normal(shape) if value_range is None else rng.uniform(*value_range, shape)
+
+
+def _random_input(t: TensorSpec, batch: int, rng: np.random.Generator, keypoints: dict[str, np.ndarray]) -> np.ndarray:
+    """One input: keypoint tensors and segments take the feed's shared keypoints, the rest their spec range."""
+    if t.name in keypoints:
+        return keypoints[t.name].reshape(batch, *t.shape[1:])
+    if not t.segments:
+        return _draw(rng, t.value_range, (batch, *t.shape[1:]))
+    return np.concatenate([keypoints[s.name] if s.name in keypoints else _draw(rng, s.value_range, (batch, s.size))
+                           for s in t.segments], 1)
+
+
 def random_feed(family: str, batch: int, index: int, seed: int = 0) -> Feed:
-    """Seeded inputs in their natural ranges: images in [0, 1], features ~ N(0, 1), keypoints within
-    +-0.6 with driving keypoints near the source's, eye ratios in [0, 0.5], lip ratios in [0, 0.8]."""
+    """Seeded inputs over their spec value ranges (``lpt.specs``: images in [0, 1], keypoints in
+    ``KEYPOINT_RANGE`` with the driving keypoints near the source's, the MLPs' ratios in theirs), feature
+    maps ~ N(0, 1)."""
     rng = np.random.default_rng([seed, index, zlib.crc32(family.encode())])
-    kp = lambda: rng.uniform(-0.6, 0.6, (batch, 63))
-    x_s = kp()
-    x_d = x_s + 0.05 * rng.standard_normal(x_s.shape)
-    tensors: dict[str, np.ndarray] = {}
-    for t in SPECS[family].inputs:
-        shape = (batch, *t.shape[1:])
-        if t.name in ("source_image", "image"):
-            tensors[t.name] = rng.random(shape)
-        elif t.name in ("feature_3d", "feature"):
-            tensors[t.name] = rng.standard_normal(shape)
-        elif t.name in ("kp_source", "kp_driving"):
-            tensors[t.name] = (x_s if t.name == "kp_source" else x_d).reshape(shape)
-        elif t.name == "feat_stitching":
-            tensors[t.name] = np.concatenate([x_s, x_d], 1)
-        elif t.name == "feat_eye":
-            tensors[t.name] = np.concatenate([x_s, rng.uniform(0, 0.5, (batch, 3))], 1)
-        elif t.name == "feat_lip":
-            tensors[t.name] = np.concatenate([x_s, rng.uniform(0, 0.8, (batch, 2))], 1)
-        else:
-            raise KeyError(f"no random range for input {t.name}")
+    x_s = rng.uniform(*KEYPOINT_RANGE, (batch, 63))
+    x_d = np.clip(x_s + DRIVING_SPREAD * rng.standard_normal(x_s.shape), *KEYPOINT_RANGE)
+    keypoints = {"kp_source": x_s, "kp_driving": x_d}
+    tensors = {t.name: _random_input(t, batch, rng, keypoints) for t in SPECS[family].inputs}
     return Feed(f"random#{index} (seed {seed})", "random", {k: v.astype(np.float32) for k, v in tensors.items()})
 
 

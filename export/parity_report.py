@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from lpt.files import write_atomic
+from lpt.metrics import UNIT_PEAK, abs_error, max_rel_error, psnr_db
+from lpt.specs import IMAGE_RANGE, SPECS
 
 FORMAT = 1
-IMAGE_OUTPUTS = {("spade_generator", "out"), ("warp_decode", "out")}  # decoded frames in [0, 1]
+# (graph, output) of the decoded frames, from the spec; runtime/engine_parity.py imports it too.
+IMAGE_OUTPUTS = frozenset((g, o) for g, spec in SPECS.items() for o in spec.image_outputs)
 
 
 @dataclass
@@ -44,28 +47,27 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def psnr(ours: np.ndarray, ref: np.ndarray) -> float:
+def frame_psnr(ours: np.ndarray, ref: np.ndarray) -> float:
     """PSNR in dB of the frame as the pipeline decodes it (clipped to [0, 1], peak 1); inf if identical."""
-    mse = float(np.mean((np.clip(ours, 0, 1).astype(np.float64) - np.clip(ref, 0, 1)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    return psnr_db(np.clip(ours, *IMAGE_RANGE), np.clip(ref, *IMAGE_RANGE), UNIT_PEAK)
 
 
 def fill_stats(row: Row, pairs: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequence[str], image: bool) -> None:
-    """Error statistics of ``(ours, reference)`` per feed into ``row``. NaN anywhere counts as an infinite error."""
+    """Error statistics of ``(ours, reference)`` per feed into ``row``. NaN anywhere counts as an infinite error
+    (lpt.metrics); statistics that are not finite are stored as None."""
     max_abs, max_rel, abs_sum, count, worst, psnrs = 0.0, 0.0, 0.0, 0, None, []
     for (ours, ref), label in zip(pairs, labels):
-        d = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
-        feed_max = float(np.max(d, initial=0.0)) if not np.isnan(d).any() else math.inf
-        peak = float(np.max(np.abs(ref), initial=0.0))
-        max_rel = max(max_rel, feed_max / peak if peak > 0 else (0.0 if feed_max == 0 else math.inf))
+        d = abs_error(ours, ref)
+        feed_max = float(np.max(d, initial=0.0))
+        max_rel = max(max_rel, max_rel_error(ours, ref))
         if feed_max >= max_abs:
             max_abs, worst = feed_max, label
-        abs_sum, count = abs_sum + float(np.nansum(d)), count + d.size
+        abs_sum, count = abs_sum + float(np.sum(d)), count + d.size
         if image:
-            psnrs.append(psnr(ours, ref))
+            psnrs.append(frame_psnr(ours, ref))
     row.feeds, row.worst_feed = len(pairs), worst
     row.max_abs, row.max_rel = _finite(max_abs), _finite(max_rel)
-    row.mean_abs = abs_sum / count if count else None
+    row.mean_abs = _finite(abs_sum / count) if count else None
     row.psnr_db = _finite(min(psnrs)) if psnrs else None
 
 

@@ -13,7 +13,12 @@ from lpt.errors import reports_errors
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lpt")
 def main() -> None:
-    """LivePortrait, compiled: PyTorch networks, ONNX export, TensorRT engines, one command to run."""
+    """LivePortrait, compiled: PyTorch networks, ONNX export, TensorRT engines, one command to run.
+
+    To animate a portrait: lpt-run -s face.jpg -d driving.mp4 -o out.mp4 (see lpt-run --help). The verbs
+    below follow the stages: weights, export and parity, calib and quantize, build, engines and
+    parity-engines, bench, triton.
+    """
 
 
 @main.group()
@@ -163,7 +168,8 @@ def parity(weights_dir: Path, onnx_dir: Path, graphs: str | None, variants: str 
 from lpt.runtime.template_cli import template
 
 main.add_command(template)
-from lpt.engines.cli import build, parity_engines  # noqa: E402
+from lpt.engines.cli import build  # noqa: E402
+from lpt.runtime.engine_parity_cli import parity_engines  # noqa: E402
 
 main.add_command(build)
 main.add_command(parity_engines)

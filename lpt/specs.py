@@ -13,6 +13,30 @@ from dataclasses import dataclass, field
 # What the driving motion moves (``lpt-run --region``; the official ``animation_region``).
 REGIONS: tuple[str, ...] = ("all", "pose", "exp", "lip", "eyes")
 
+ValueRange = tuple[float, float]  # (low, high), both included
+
+# The natural value ranges of the graph inputs, what seeded random feeds draw from (section numbers are those of
+# ../shared/reference/liveportrait-spec.md). Images: RGB uint8 / 255 (§2.1). Keypoints: the transformed x_s, x_d
+# live in the normalised cube [-1, 1] (§2.2) and gather on the face, which the official crop (scale 2.3, vy
+# -0.125) keeps within about +-0.45 of the centre; the measured motion adds to that (t up to 0.23, s * |exp| up
+# to 0.14, §3.2). No keypoint was measured (the shipped templates hold none): +-0.8 holds the face and its
+# motion and stays inside the grid. Ratios: §6.4 saw eye ratios up to 0.57 and lip ratios up to 0.67; these are
+# the ranges the calibration set is drawn from (widening the eye range changes that set and its INT8 figures).
+IMAGE_RANGE: ValueRange = (0.0, 1.0)
+KEYPOINT_RANGE: ValueRange = (-0.8, 0.8)
+EYE_RATIO_RANGE: ValueRange = (0.0, 0.5)  # source left eye, source right eye, target eye
+LIP_RATIO_RANGE: ValueRange = (0.0, 0.8)  # source lip, target lip
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of ``size`` elements along the last axis of a concatenated input, with its own value range;
+    named after the tensor it carries where there is one (``kp_source``, ``kp_driving``)."""
+
+    name: str
+    size: int
+    value_range: ValueRange
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -20,6 +44,10 @@ class TensorSpec:
     shape: tuple[int, ...]  # at batch 1; axis 0 is the batch axis
     dtype: str = "float32"
     official: bool = True  # False for outputs lpt derives (the official forward does not return them)
+    image: bool = False  # an RGB image in [0, 1], (B, 3, H, W): judged by PSNR, decoded as a frame
+    # The natural range of every element; None where there is none (feature maps: unbounded, drawn N(0, 1)).
+    value_range: ValueRange | None = None
+    segments: tuple[Segment, ...] = ()  # concatenated inputs: the parts along the last axis, in order
 
 
 @dataclass(frozen=True)
@@ -49,8 +77,8 @@ class Int8Exclusions:
 class Int8Threshold:
     """What an INT8 graph must reach against its FP32 graph on held-out calibration samples (ONNX Runtime CPU).
 
-    ``min_snr_db`` holds for every output: 10 log10(sum ref^2 / sum (int8 - ref)^2), scale-free. RGB image
-    outputs (B, 3, H, W) in [0, 1] must also reach ``min_psnr_db``; ``max_abs`` bounds named outputs whose
+    ``min_snr_db`` holds for every output: 10 log10(sum ref^2 / sum (int8 - ref)^2), scale-free (lpt.metrics).
+    Image outputs (``TensorSpec.image``) must also reach ``min_psnr_db``; ``max_abs`` bounds named outputs whose
     units matter (head-pose degrees)."""
 
     min_snr_db: float = 20.0
@@ -92,6 +120,21 @@ class GraphSpec:
     def official_outputs(self) -> tuple[TensorSpec, ...]:
         return tuple(t for t in self.outputs if t.official)
 
+    @property
+    def image_outputs(self) -> tuple[str, ...]:
+        """The outputs that are RGB frames in [0, 1] (PSNR is reported for them)."""
+        return tuple(t.name for t in self.outputs if t.image)
+
+    def is_image(self, output: str) -> bool:
+        return output in self.image_outputs
+
+    def tensor(self, name: str) -> TensorSpec:
+        """The input or output called ``name``."""
+        for t in (*self.inputs, *self.outputs):
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name} has no tensor {name!r}")
+
     def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
         return {t.name: (batch, *t.shape[1:]) for t in (*self.inputs, *self.outputs)}
 
@@ -100,14 +143,30 @@ class GraphSpec:
         return table.get(output, table[""])
 
 
-def _t(name: str, *shape: int, official: bool = True) -> TensorSpec:
-    return TensorSpec(name, (1, *shape), official=official)
+def _t(name: str, *shape: int, official: bool = True, value_range: ValueRange | None = None) -> TensorSpec:
+    return TensorSpec(name, (1, *shape), official=official, value_range=value_range)
+
+
+def _image(name: str, *shape: int) -> TensorSpec:
+    return TensorSpec(name, (1, *shape), image=True, value_range=IMAGE_RANGE)
+
+
+def _concat(name: str, *segments: Segment) -> TensorSpec:
+    """A flat input made of ``segments``; its value range is the span of theirs."""
+    low, high = min(s.value_range[0] for s in segments), max(s.value_range[1] for s in segments)
+    return TensorSpec(name, (1, sum(s.size for s in segments)), value_range=(low, high), segments=segments)
 
 
 KP = (21, 3)
+KP_SOURCE, KP_DRIVING = (Segment(n, 63, KEYPOINT_RANGE) for n in ("kp_source", "kp_driving"))
+# The MLP inputs as the official wrapper concatenates them (flattened keypoints first).
+FEAT_STITCHING = _concat("feat_stitching", KP_SOURCE, KP_DRIVING)
+FEAT_EYE = _concat("feat_eye", KP_SOURCE, Segment("eye_ratios", 3, EYE_RATIO_RANGE))
+FEAT_LIP = _concat("feat_lip", KP_SOURCE, Segment("lip_ratios", 2, LIP_RATIO_RANGE))
 MOTION_OUTPUTS = (_t("pitch", 66), _t("yaw", 66), _t("roll", 66), _t("t", 3), _t("exp", 63), _t("scale", 1), _t("kp", 63))
 HEAD_POSE_DEGREES = tuple(_t(f"{angle}_deg", 1, official=False) for angle in ("pitch", "yaw", "roll"))
-WARP_INPUTS = (_t("feature_3d", 32, 16, 64, 64), _t("kp_driving", *KP), _t("kp_source", *KP))
+WARP_INPUTS = (_t("feature_3d", 32, 16, 64, 64), _t("kp_driving", *KP, value_range=KEYPOINT_RANGE),
+               _t("kp_source", *KP, value_range=KEYPOINT_RANGE))
 
 # INT8 exclusions, measured with `lpt quantize` (synthetic weights seed 0, held-out samples, ORT CPU; the
 # README lists the numbers). Neither quantizer touches the grid arithmetic, the samplers or the head-pose softmax
@@ -132,7 +191,7 @@ SPECS: dict[str, GraphSpec] = {
         GraphSpec(
             "appearance_feature_extractor",
             ("appearance_feature_extractor",),
-            (_t("source_image", 3, 256, 256),),
+            (_image("source_image", 3, 256, 256),),
             (_t("feature_3d", 32, 16, 64, 64),),
             batch=(1, 1, 2),
             int8_exclude=Int8Exclusions(op_types=("Add", "BatchNormalization"), params=(r"\.(first|second)\.",), why=(
@@ -145,7 +204,7 @@ SPECS: dict[str, GraphSpec] = {
         GraphSpec(
             "motion_extractor",
             ("motion_extractor",),
-            (_t("image", 3, 256, 256),),
+            (_image("image", 3, 256, 256),),
             MOTION_OUTPUTS + HEAD_POSE_DEGREES,
             batch=(1, 1, 8),
             # exp, the small expression offsets, is the noisiest output; the degrees are judged in degrees
@@ -159,16 +218,16 @@ SPECS: dict[str, GraphSpec] = {
             int8_exclude=WARP_INT8_EXCLUDE,
             int8_threshold=Int8Threshold(min_snr_db=20.5),
         ),
-        GraphSpec("spade_generator", ("spade_generator",), (_t("feature", 256, 64, 64),), (_t("out", 3, 512, 512),),
+        GraphSpec("spade_generator", ("spade_generator",), (_t("feature", 256, 64, 64),), (_image("out", 3, 512, 512),),
                   int8_exclude=GENERATOR_INT8_EXCLUDE, int8_threshold=Int8Threshold(min_snr_db=19.5, min_psnr_db=25.0)),
-        GraphSpec("stitching", ("stitching",), (_t("feat_stitching", 126),), (_t("delta", 65),), batch=(1, 1, 8),
+        GraphSpec("stitching", ("stitching",), (FEAT_STITCHING,), (_t("delta", 65),), batch=(1, 1, 8),
                   int8_threshold=MLP_INT8_THRESHOLD),
-        GraphSpec("eye_retargeting", ("eye_retargeting",), (_t("feat_eye", 66),), (_t("delta", 63),), batch=(1, 1, 8),
+        GraphSpec("eye_retargeting", ("eye_retargeting",), (FEAT_EYE,), (_t("delta", 63),), batch=(1, 1, 8),
                   int8_threshold=MLP_INT8_THRESHOLD),
-        GraphSpec("lip_retargeting", ("lip_retargeting",), (_t("feat_lip", 65),), (_t("delta", 63),), batch=(1, 1, 8),
+        GraphSpec("lip_retargeting", ("lip_retargeting",), (FEAT_LIP,), (_t("delta", 63),), batch=(1, 1, 8),
                   int8_threshold=MLP_INT8_THRESHOLD),
         # Optional: W and G in one graph, so the warped feature never leaves the engine.
-        GraphSpec("warp_decode", ("warping_module", "spade_generator"), WARP_INPUTS, (_t("out", 3, 512, 512),),
+        GraphSpec("warp_decode", ("warping_module", "spade_generator"), WARP_INPUTS, (_image("out", 3, 512, 512),),
                   int8_exclude=Int8Exclusions(
                       op_types=GENERATOR_INT8_EXCLUDE.op_types,
                       into_op_types=(*WARP_INT8_EXCLUDE.into_op_types, *GENERATOR_INT8_EXCLUDE.into_op_types),

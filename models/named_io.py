@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import torch
 
-from lpt.specs import SPECS
+from lpt.specs import SPECS, TensorSpec, ValueRange
 
-IMAGE_INPUTS = ("source_image", "image")
-KEYPOINT_INPUTS = ("kp_driving", "kp_source")
+
+def _draw(shape: tuple[int, ...], value_range: ValueRange | None, g: torch.Generator) -> torch.Tensor:
+    """Uniform over ``value_range``; unit normal where the spec gives none (feature maps)."""
+    if value_range is None:
+        return torch.randn(shape, generator=g)
+    low, high = value_range
+    return torch.rand(shape, generator=g) * (high - low) + low
+
+
+def _example(t: TensorSpec, g: torch.Generator) -> torch.Tensor:
+    if not t.segments:
+        return _draw(t.shape, t.value_range, g)
+    return torch.cat([_draw((*t.shape[:-1], s.size), s.value_range, g) for s in t.segments], dim=-1)
 
 
 def example_inputs(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Seeded inputs of the spec's shapes in each input's natural range: images in [0, 1], keypoints
-    within [-0.8, 0.8], MLP features small, feature maps unit normal."""
+    """Seeded inputs of the spec's shapes, each element uniform over its spec value range (images in [0, 1],
+    keypoints in ``KEYPOINT_RANGE``, the MLPs' ratios in theirs), feature maps unit normal."""
     g = torch.Generator().manual_seed(seed)
-    out = {}
-    for t in SPECS[name].inputs:
-        if t.name in IMAGE_INPUTS:
-            out[t.name] = torch.rand(t.shape, generator=g)
-        elif t.name in KEYPOINT_INPUTS:
-            out[t.name] = torch.rand(t.shape, generator=g) * 1.6 - 0.8
-        elif t.name.startswith("feat_"):
-            out[t.name] = torch.randn(t.shape, generator=g) * 0.1
-        else:
-            out[t.name] = torch.randn(t.shape, generator=g)
-    return out
+    return {t.name: _example(t, g) for t in SPECS[name].inputs}
 
 
 def run(network: torch.nn.Module, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 made from other weights than ``Locations.weights`` are never chosen, and refused when asked for.
 
 Depends on: lpt.runtime backends (imported when opened or asked what they can run), onnxruntime (whether it
-lists CUDA), lpt.engines.provenance, lpt.errors.
+really runs on CUDA), lpt.engines (the platform probe, engine names and sidecars, provenance), lpt.errors.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from lpt.engines.plan import Platform
 from lpt.engines.provenance import engines_untraced
 from lpt.runtime.backend import Backend
 
@@ -26,21 +27,17 @@ class Locations:
     engines: Path  # `lpt build` output
 
 
-def _has_engines(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*.engine"))
-
-
-def _has_onnx(folder: Path, graphs: tuple[str, ...], precision: str) -> bool:
+def _has_onnx(folder: Path, graphs: tuple[str, ...], precision: str, cuda: bool) -> bool:
     from lpt.runtime.onnxruntime_backend import graph_file
 
-    return all(graph_file(folder, g, precision, cuda=False).is_file() for g in graphs)
+    return all(graph_file(folder, g, precision, cuda).is_file() for g in graphs)
 
 
-def untraced_onnx(where: Locations, precision: str) -> str | None:
+def untraced_onnx(where: Locations, precision: str, cuda: bool = False) -> str | None:
     """Why the ONNX Runtime graph files of ``precision`` cannot be traced to ``where.weights``, or None."""
     from lpt.runtime.onnxruntime_backend import untraced_files
 
-    problem = untraced_files(where.onnx, precision, False, where.weights)
+    problem = untraced_files(where.onnx, precision, cuda, where.weights)
     return problem.line() if problem is not None else None
 
 
@@ -51,10 +48,10 @@ def untraced_engines(where: Locations, graphs: tuple[str, ...]) -> str | None:
     return engines_untraced(engines, where.onnx, where.weights)
 
 
-def _ort_lists_cuda() -> bool:
-    import onnxruntime as ort
+def _ort_runs_cuda() -> bool:
+    from lpt.runtime.onnxruntime_backend import cuda_usable
 
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    return cuda_usable()[0]
 
 
 def openvino_unavailable(where: Locations, graphs: tuple[str, ...], precision: str) -> str | None:
@@ -72,17 +69,21 @@ def openvino_unavailable(where: Locations, graphs: tuple[str, ...], precision: s
     return f"not OpenVINO: {stale.line()}" if stale is not None else None
 
 
-def tensorrt_usable() -> tuple[bool, str]:
+def tensorrt_platform() -> tuple[Platform | None, str]:
+    """(TensorRT and GPU 0, "") or (None, why not): the probe of lpt build, which also checks the driver."""
     if importlib.util.find_spec("tensorrt") is None:
-        return False, "TensorRT is not installed"
+        return None, "TensorRT is not installed"
+    from lpt.engines.environment import probe
+
     try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
-    except ImportError:
-        return False, "cuda-python is not installed"
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
-        return False, "no CUDA device"
-    return True, ""
+        return probe(), ""
+    except LptError as exc:
+        return None, str(exc)
+
+
+def tensorrt_usable() -> tuple[bool, str]:
+    platform, why = tensorrt_platform()
+    return platform is not None, why
 
 
 def default_precision(backend: str) -> str:
@@ -90,35 +91,43 @@ def default_precision(backend: str) -> str:
     return "fp16" if backend == "tensorrt" else "fp32"
 
 
-def _not_tensorrt(where: Locations, graphs: tuple[str, ...]) -> str | None:
-    """Why TensorRT cannot run ``graphs`` here, or None when it can."""
-    ok, why = tensorrt_usable()
-    if not ok:
+def tensorrt_unavailable(where: Locations, graphs: tuple[str, ...], precision: str) -> str | None:
+    """Why TensorRT cannot run ``graphs`` at ``precision`` here, or None when it can: every engine must be
+    the one `lpt build` names for this GPU and TensorRT, its sidecar agree, and trace to the weights."""
+    platform, why = tensorrt_platform()
+    if platform is None:
         return why
-    if not _has_engines(where.engines):
-        return f"no engines in {where.engines}"
-    stale = untraced_engines(where, graphs)
+    from lpt.engines.sidecar import engine_unusable
+
+    checked = [engine_unusable(where.engines, g, precision, platform) for g in graphs]
+    problem = next((why for _, why in checked if why is not None), None)
+    if problem is not None:
+        return f"not TensorRT: {problem} (engines for {platform.tag}, {precision}: `lpt build`)"
+    stale = engines_untraced([path for path, _ in checked], where.onnx, where.weights)
     return f"not TensorRT: {stale}" if stale is not None else None
 
 
-def choose(requested: str | None, precision: str, where: Locations, graphs: tuple[str, ...]) -> tuple[str, str]:
-    """(backend name, why): the requested one, else TensorRT with engines, else ONNX Runtime with the
-    graph files, else PyTorch; engines and graph files only when they trace back to ``where.weights``."""
+def choose(requested: str | None, precision: str | None, where: Locations, graphs: tuple[str, ...]) -> tuple[str, str]:
+    """(backend name, why): the requested one, else TensorRT with this machine's engines, else ONNX Runtime
+    with the graph files, else PyTorch; engines and graph files only when they trace back to ``where.weights``.
+    ``precision`` None: each backend's default (``default_precision``)."""
     if requested is not None:
         if requested not in BACKENDS:
             raise LptError(f"--backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
         return requested, "as asked"
-    not_trt = _not_tensorrt(where, graphs)
+    not_trt = tensorrt_unavailable(where, graphs, precision or default_precision("tensorrt"))
     if not_trt is None:
         return "tensorrt", f"TensorRT and engines in {where.engines}"
-    if not _ort_lists_cuda():
+    precision = precision or default_precision("onnxruntime")
+    cuda = _ort_runs_cuda()
+    if not cuda:
         not_ov = openvino_unavailable(where, graphs, precision)
         if not_ov is None:
             return "openvino", (f"{not_trt}; on the CPU OpenVINO runs the warping module and the generator faster "
                                 f"than ONNX Runtime (`lpt bench`); graphs in {where.onnx}")
         not_trt = f"{not_trt}; {not_ov}"
-    if _has_onnx(where.onnx, graphs, precision):
-        stale = untraced_onnx(where, precision)
+    if _has_onnx(where.onnx, graphs, precision, cuda):
+        stale = untraced_onnx(where, precision, cuda)
         if stale is None:
             return "onnxruntime", f"{not_trt}; ONNX graphs in {where.onnx}"
         if precision == "int8":
@@ -133,7 +142,9 @@ def open_backend(name: str, precision: str, where: Locations) -> Backend:
     if name == "tensorrt":
         ok, why = tensorrt_usable()
         if not ok:
-            raise LptError(f"--backend tensorrt: {why}; install it with `pip install -e .[trt]` on a CUDA machine")
+            missing = why == "TensorRT is not installed"
+            hint = "; install it with `pip install -e .[trt]` on a CUDA machine" if missing else ""
+            raise LptError(f"--backend tensorrt: {why}{hint}")
         from lpt.runtime.trt_backend import TensorRTBackend
 
         return TensorRTBackend(where.engines, precision, onnx_dir=where.onnx, weights=where.weights)

@@ -137,7 +137,7 @@ def _animate(source: Path, driving: Path, output: Path, source_kind: str, weight
         say(SYNTHETIC_BANNER)
 
     where = Locations(weights=weights, onnx=onnx_dir, engines=engines_dir)
-    name, why = choose(backend, precision or "fp32", where, animation.graphs())
+    name, why = choose(backend, precision, where, animation.graphs())
     precision = precision or default_precision(name)
     runner_backend = open_backend(name, precision, where)
     animation = replace(animation, fused=getattr(runner_backend, "fused", False))  # where the backend runs it faster

@@ -1,7 +1,9 @@
 """ONNX Runtime backend: one InferenceSession per graph file of ``lpt export`` / ``lpt quantize``.
 
 On the CPU provider values are numpy arrays. With the CUDA provider (onnxruntime-gpu) inputs and
-outputs are bound to device OrtValues, so the feature volume and warped features stay on the GPU.
+outputs are bound to device OrtValues, so the feature volume and warped features stay on the GPU; a host
+input is copied into the session's OrtValue of that input while its shape holds, not re-allocated. CUDA is
+used only where a probe session really ran on it (a listed provider says nothing about a driver or device).
 Given the weights folder, the backend refuses graph files that cannot be traced to it (export/provenance.py)
 before any session is made.
 
@@ -11,6 +13,7 @@ Depends on: onnxruntime (imported when a backend is made), lpt.export (file name
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +58,38 @@ def untraced_files(onnx_dir: Path, precision: str, cuda: bool, weights: Path) ->
     return untraced(onnx_dir, present_files(onnx_dir, precision, cuda), weights)
 
 
+def ort_wheels() -> list[str]:
+    """The ONNX Runtime wheels installed: ``onnxruntime`` and ``onnxruntime-gpu`` share one package folder, so
+    with both the one installed last wins, file by file, and the CUDA provider may be gone."""
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def cuda_usable() -> tuple[bool, str]:
+    """(whether ONNX Runtime really runs on CUDA here, what it said): `lpt parity`'s probe, a one-node session
+    run on the CUDA provider, plus the fix when both ONNX Runtime wheels are installed."""
+    from lpt.export.parity import cuda_status
+
+    ok, why = cuda_status()
+    if not ok and len(ort_wheels()) == 2:
+        why += ("; onnxruntime and onnxruntime-gpu are both installed and overwrite one folder: keep one with "
+                "`pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu`")
+    return ok, why
+
+
 def _make_hint(precision: str) -> str:
     return "make int8-onnx" if precision == "int8" else "make onnx"
 
 
 class OnnxRuntimeSession:
+    device = "cuda"  # where bound OrtValues live when the session runs on CUDA
+
     def __init__(self, path: Path, spec: GraphSpec, providers: list[str]) -> None:
         import onnxruntime as ort
 
@@ -71,27 +101,43 @@ class OnnxRuntimeSession:
         except Exception as exc:  # noqa: BLE001 (ORT raises its own Fail/InvalidGraph types)
             raise BackendError(f"{path}: ONNX Runtime cannot load it: {str(exc).splitlines()[0]}") from None
         self.spec = spec
-        self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        self.provider = self.session.get_providers()[0]
+        self.on_cuda = self.provider == "CUDAExecutionProvider"
+        self.inputs: dict[str, Any] = {}  # input name -> the device OrtValue host data is copied into
         declared = {i.name for i in self.session.get_inputs()}
         if declared != set(spec.input_names):
             raise BackendError(f"{path}: inputs {sorted(declared)} do not match the spec's {list(spec.input_names)}")
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         if not self.on_cuda:
-            arrays = {n: np.ascontiguousarray(np.asarray(feeds[n], dtype=np.float32)) for n in self.spec.input_names}
+            arrays = {n: _host_array(feeds[n]) for n in self.spec.input_names}
             return dict(zip(self.spec.output_names, self.session.run(list(self.spec.output_names), arrays)))
-        import onnxruntime as ort
-
         binding = self.session.io_binding()
         for name in self.spec.input_names:
-            value = feeds[name]
-            if not isinstance(value, ort.OrtValue):
-                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value, dtype=np.float32), "cuda", 0)
-            binding.bind_ortvalue_input(name, value)
-        for name in self.spec.output_names:
-            binding.bind_output(name, "cuda", 0)
+            binding.bind_ortvalue_input(name, self._bound(name, feeds[name]))
+        for name in self.spec.output_names:  # fresh outputs: a result the caller holds is never overwritten
+            binding.bind_output(name, self.device, 0)
         self.session.run_with_iobinding(binding)
         return dict(zip(self.spec.output_names, binding.get_outputs()))
+
+    def _bound(self, name: str, value: Any) -> Any:
+        """``value`` as a device OrtValue: as given when it is one, else copied into this input's own."""
+        import onnxruntime as ort
+
+        if isinstance(value, ort.OrtValue):
+            return value
+        array = np.ascontiguousarray(value, dtype=np.float32)
+        held = self.inputs.get(name)
+        if held is None or tuple(held.shape()) != array.shape:
+            held = self.inputs[name] = ort.OrtValue.ortvalue_from_shape_and_type(array.shape, np.float32, self.device, 0)
+        held.update_inplace(array)
+        return held
+
+
+def _host_array(value: Any) -> np.ndarray:
+    if hasattr(value, "numpy"):  # an OrtValue of a session that runs on CUDA
+        value = value.numpy()
+    return np.ascontiguousarray(np.asarray(value, dtype=np.float32))
 
 
 class OnnxRuntimeBackend:
@@ -104,12 +150,18 @@ class OnnxRuntimeBackend:
 
         if precision not in PRECISIONS:
             raise BackendError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if device not in ("auto", "cuda", "cpu"):
+            raise BackendError(f"device must be auto, cuda or cpu, got {device!r}")
         self.onnx_dir = Path(onnx_dir)
         self.precision = precision
-        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        if device == "cuda" and not has_cuda:
-            raise BackendError(f"onnxruntime {ort.__version__} has no CUDA provider: pip install onnxruntime-gpu")
-        self.cuda = has_cuda and device != "cpu"
+        listed = "CUDAExecutionProvider" in ort.get_available_providers()
+        self.cuda, self.not_cuda = cuda_usable() if device != "cpu" else (False, "the CPU was asked for")
+        if device == "cuda" and not self.cuda:
+            gpu_wheel = "onnxruntime-gpu" in ort_wheels()
+            hint = "" if gpu_wheel else ": `pip install -e .[gpu]`, then keep only the GPU wheel (README)"
+            raise BackendError(f"onnxruntime cannot run on CUDA here ({self.not_cuda}){hint}")
+        if self.cuda or not listed:
+            self.not_cuda = ""  # said only when a GPU build is installed but unusable
         self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.cuda else ["CPUExecutionProvider"]
         self._sessions: dict[str, OnnxRuntimeSession] = {}
         self.weights = Path(weights) if weights is not None else None
@@ -151,7 +203,13 @@ class OnnxRuntimeBackend:
         return np.asarray(value, dtype=np.float32)
 
     def describe(self) -> str:
-        device = "CUDA (I/O binding)" if self.cuda else "CPU"
+        """What runs: CUDA where the probe ran there, and the graphs whose sessions fell back to another provider."""
+        if not self.cuda:
+            device = f"CPU (not CUDA: {self.not_cuda})" if self.not_cuda else "CPU"
+        else:
+            device = "CUDA (CUDAExecutionProvider, I/O binding)"
+            fallen = [f"{g} on {s.provider}" for g, s in self._sessions.items() if not s.on_cuda]
+            device += f", but {', '.join(fallen)}" if fallen else ""
         return f"onnxruntime {self.precision} on {device}, graphs from {self.onnx_dir}"
 
     def close(self) -> None:

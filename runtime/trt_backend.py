@@ -8,9 +8,12 @@ the warped features never cross to the host. Host data goes through pinned buffe
 
 A view must stay valid while the caller holds it, though its session runs again: before a run overwrites
 its outputs, the views of the previous run that are still referenced are moved to buffers of their own
-(copy-on-write; none are when the caller drops results in time). With ``cuda_graphs`` each session
-captures its enqueue once per batch size (after one uncaptured run) and replays it; when capture fails
-the session runs uncaptured and ``describe`` says so.
+(copy-on-write; none are when the caller drops results in time). ``to_host`` copies every output of a run
+that is still held and not yet read in one go, so a run costs one stream synchronisation however many of its
+outputs the caller reads. With ``cuda_graphs`` each session captures its enqueue once per batch size and
+replays it, but never on the first enqueue after a shape change (TensorRT finishes a shape change in that
+enqueue, work a graph must not hold): that one runs uncaptured. When capture fails the session runs
+uncaptured and ``describe`` says so.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from lpt.engines.plan import EngineError, Platform
 
 from lpt.specs import SPECS, GraphSpec
 
-from .cuda_memory import (
+from lpt.cuda import (
     CudaError,
     CudaGraph,
     DeviceBuffer,
@@ -47,12 +50,14 @@ PRECISIONS = ("fp32", "fp16", "int8")
 class DeviceTensor:
     """A tensor in GPU memory, as TensorRT sessions return and take it; ``backend.to_host`` reads it."""
 
-    __slots__ = ("__weakref__", "buffer", "dtype", "shape")
+    __slots__ = ("__weakref__", "buffer", "dtype", "host", "shape", "siblings")
 
     def __init__(self, buffer: DeviceBuffer, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         self.buffer = buffer
         self.shape = shape
         self.dtype = dtype
+        self.siblings: list[weakref.ref[DeviceTensor]] = []  # the outputs of its run, read to the host together
+        self.host: np.ndarray | None = None  # its host copy, fetched with a sibling and not yet handed out
 
     @property
     def nbytes(self) -> int:
@@ -75,7 +80,13 @@ class _Binding:
         self.buffer = DeviceBuffer(nbytes)
         self.staging = PinnedBuffer(nbytes) if is_input else None
         self.staged = Event() if is_input else None  # recorded after each upload from ``staging``
-        self.source: tuple[DeviceBuffer, int, tuple[int, ...]] | None = None  # what the buffer holds a copy of
+        # What the buffer holds a copy of: weak, so a producer's buffer is freed when its last view goes.
+        self.source: tuple[weakref.ref[DeviceBuffer], int, tuple[int, ...]] | None = None
+
+    def holds(self, value: DeviceTensor) -> bool:
+        """Whether the buffer already holds ``value``'s current contents."""
+        return self.source is not None and self.source[0]() is value.buffer and \
+            self.source[1:] == (value.buffer.version, value.shape)
 
     def close(self) -> None:
         self.buffer.free()
@@ -112,9 +123,9 @@ class TensorRTSession:
             if not context.set_tensor_address(name, binding.buffer.ptr):
                 raise EngineError(f"{path.name}: TensorRT rejects the address of {name}")
         self.batch = self.batches[1]  # the batch whose shapes are set on the context now
+        self.settled = False  # whether the context has run since its shapes were last set
         self.issued: list[weakref.ref[DeviceTensor]] = []
         self.graphs: dict[int, CudaGraph] = {}
-        self.warm: set[int] = set()
         self.graph_failure = ""
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,19 +137,30 @@ class TensorRTSession:
             self._detach_issued()
             for name in self.spec.input_names:
                 self._stage(self.bindings[name], feeds[name])
-            if batch != self.batch:
-                for name in self.spec.input_names:
-                    self.context.set_input_shape(name, (batch, *self.bindings[name].max_shape[1:]))
-                self.batch = batch
+            self._set_batch(batch)
             self._execute(batch)
-            outputs: dict[str, Any] = {}
-            for name in self.spec.output_names:
-                binding = self.bindings[name]
-                binding.buffer.version += 1
-                tensor = DeviceTensor(binding.buffer, _shape(self.context.get_tensor_shape(name)), binding.dtype)
-                self.issued.append(weakref.ref(tensor))
-                outputs[name] = tensor
-            return outputs
+            return self._outputs()
+
+    def _set_batch(self, batch: int) -> None:
+        if batch == self.batch:
+            return
+        for name in self.spec.input_names:
+            if not self.context.set_input_shape(name, (batch, *self.bindings[name].max_shape[1:])):
+                raise EngineError(f"{self.path.name}: TensorRT rejects batch {batch} for {name}")
+        self.batch, self.settled = batch, False
+
+    def _outputs(self) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        run: list[weakref.ref[DeviceTensor]] = []
+        for name in self.spec.output_names:
+            binding = self.bindings[name]
+            binding.buffer.version += 1
+            tensor = DeviceTensor(binding.buffer, _shape(self.context.get_tensor_shape(name)), binding.dtype)
+            tensor.siblings = run
+            run.append(weakref.ref(tensor))
+            self.issued.append(weakref.ref(tensor))
+            outputs[name] = tensor
+        return outputs
 
     def _batch_of(self, feeds: Mapping[str, Any]) -> int:
         batches = set()
@@ -171,10 +193,9 @@ class TensorRTSession:
         if isinstance(value, DeviceTensor):
             if value.dtype != binding.dtype:
                 raise EngineError(f"{self.spec.name}: input {binding.name} is {value.dtype}, the engine takes {binding.dtype}")
-            source = (value.buffer, value.buffer.version, value.shape)
-            if binding.source is None or binding.source[0] is not value.buffer or binding.source[1:] != source[1:]:
+            if not binding.holds(value):
                 copy_async(binding.buffer.ptr, value.buffer.ptr, value.nbytes, "d2d", stream)
-                binding.source = source
+                binding.source = (weakref.ref(value.buffer), value.buffer.version, value.shape)
             return
         array = np.ascontiguousarray(value, dtype=binding.dtype)
         assert binding.staging is not None and binding.staged is not None
@@ -189,23 +210,25 @@ class TensorRTSession:
             raise EngineError(f"{self.path.name}: TensorRT could not enqueue the engine")
 
     def _execute(self, batch: int) -> None:
-        stream = self.backend.stream
-        if not self.backend.cuda_graphs or self.graph_failure:
+        """Replay (or capture) the batch's graph once the context has run with the shapes set now; the first
+        enqueue after a shape change, and the very first, do TensorRT's deferred set-up and run uncaptured."""
+        if not self.backend.cuda_graphs or self.graph_failure or not self.settled:
+            self._enqueue()
+            self.settled = True
+            return
+        graph = self.graphs.get(batch) or self._capture(batch)
+        if graph is None:
             self._enqueue()
             return
-        graph = self.graphs.get(batch)
-        if graph is None:
-            if batch not in self.warm:  # TensorRT initialises on its first enqueue: never capture that one
-                self.warm.add(batch)
-                self._enqueue()
-                return
-            try:
-                graph = self.graphs[batch] = CudaGraph(stream, self._enqueue)
-            except (CudaError, EngineError) as exc:
-                self.graph_failure = str(exc)
-                self._enqueue()
-                return
-        graph.launch(stream)
+        graph.launch(self.backend.stream)
+
+    def _capture(self, batch: int) -> CudaGraph | None:
+        try:
+            graph = self.graphs[batch] = CudaGraph(self.backend.stream, self._enqueue)
+        except (CudaError, EngineError) as exc:
+            self.graph_failure = str(exc)
+            return None
+        return graph
 
     def close(self) -> None:
         for graph in self.graphs.values():
@@ -269,14 +292,29 @@ class TensorRTBackend:
         if not isinstance(value, DeviceTensor):
             return np.array(value, dtype=np.float32)
         with self.lock:
-            set_device(self.device)
-            if self.host is None or self.host.nbytes < value.nbytes:
-                if self.host is not None:
-                    self.host.free()
-                self.host = PinnedBuffer(value.nbytes)
-            copy_async(self.host.ptr, value.buffer.ptr, value.nbytes, "d2h", self.stream)
-            self.stream.synchronize()
-            return self.host.array(value.shape, value.dtype).astype(np.float32, copy=True)
+            if value.host is None:
+                siblings = [t for ref in value.siblings if (t := ref()) is not None and t.host is None]
+                self._fetch(siblings if value in siblings else [value])
+            host, value.host = value.host, None
+            assert host is not None
+            return host
+
+    def _fetch(self, tensors: list[DeviceTensor]) -> None:
+        """Host copies of ``tensors`` into their ``host``: one pinned buffer, one synchronisation."""
+        offsets, total = [], 0
+        for tensor in tensors:
+            offsets.append(total)
+            total += -(-tensor.nbytes // 256) * 256  # aligned, so every view is aligned for its dtype
+        set_device(self.device)
+        if self.host is None or self.host.nbytes < total:
+            if self.host is not None:
+                self.host.free()
+            self.host = PinnedBuffer(total)
+        for tensor, offset in zip(tensors, offsets):
+            copy_async(self.host.ptr + offset, tensor.buffer.ptr, tensor.nbytes, "d2h", self.stream)
+        self.stream.synchronize()
+        for tensor, offset in zip(tensors, offsets):
+            tensor.host = self.host.array(tensor.shape, tensor.dtype, offset).astype(np.float32, copy=True)
 
     def describe(self) -> str:
         graphs = "CUDA graphs on" if self.cuda_graphs else "no CUDA graphs"

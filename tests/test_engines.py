@@ -175,7 +175,7 @@ def test_backend_without_tensorrt_is_one_error() -> None:
 def _cuda_device_or_skip() -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install -e .[trt])")
     try:
-        from lpt.runtime.cuda_memory import device_count
+        from lpt.cuda import device_count
     except ImportError:
         pytest.skip("cuda-python is not installed")
     count, why = device_count()
@@ -235,7 +235,7 @@ def _matmul_onnx(path: Path, weight: np.ndarray) -> Path:
 def test_int8_engines_are_judged_by_snr_not_elementwise(tmp_path: Path) -> None:
     """The INT8 rule of `lpt parity-engines`, run through a real runner (ONNX Runtime stands in for TensorRT)."""
     pytest.importorskip("polygraphy")
-    from lpt.engines.parity import EngineTarget, compare_int8
+    from lpt.runtime.engine_parity import EngineTarget, compare_int8
     from lpt.export.parity import RunnerChoice
     from lpt.export.parity_inputs import Feed
     from lpt.export.parity_report import Row

@@ -15,12 +15,12 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 from lpt.export.int8 import int8_path
-from lpt.export.int8_accuracy import psnr_db, snr_db, ssim
 from lpt.export.onnx_export import export_onnx
 from lpt.models.checkpoint import save_official_layout
 from lpt.models.registry import build
 
 from lpt.cli import main
+from lpt.metrics import UNIT_PEAK, psnr_db, snr_db, ssim
 from lpt.specs import SPECS, Int8Exclusions, Int8Threshold
 from tests.test_calibration import tiny_assets, tiny_calib, tiny_weights  # noqa: F401  (fixtures)
 
@@ -128,11 +128,11 @@ def test_exclusions_reach_the_quantizer(tiny_weights: Path, onnx_dir: Path, tiny
 def test_metrics() -> None:
     rng = np.random.default_rng(0)
     image = rng.random((2, 3, 64, 64))
-    assert ssim(image, image) == pytest.approx(1.0) and psnr_db(image, image) == float("inf")
+    assert ssim(image, image) == pytest.approx(1.0) and psnr_db(image, image, UNIT_PEAK) == float("inf")
     noisy = [np.clip(image + rng.normal(0, s, image.shape), 0, 1) for s in (0.01, 0.05, 0.2)]
-    assert ssim(image, noisy[0]) > ssim(image, noisy[1]) > ssim(image, noisy[2])
-    assert psnr_db(image, image + 0.1) == pytest.approx(20.0)
-    assert snr_db(image, image * 1.1) == pytest.approx(20.0)
+    assert ssim(noisy[0], image) > ssim(noisy[1], image) > ssim(noisy[2], image)
+    assert psnr_db(image + 0.1, image, UNIT_PEAK) == pytest.approx(20.0)
+    assert snr_db(image * 1.1, image) == pytest.approx(20.0)
 
 
 def test_bad_input(tiny_weights: Path, onnx_dir: Path, tiny_calib: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -53,7 +53,7 @@ TARGETS = {
 }
 LIBRARIES = ("libnvinfer", "libnvinfer_plugin", "libnvonnxparser")
 # Checked with strict settings (every def typed, no unused ignores).
-STRICT = ("lpt.engines", "lpt.runtime.trt_backend", "lpt.runtime.cuda_memory")
+STRICT = ("lpt.engines", "lpt.runtime.trt_backend", "lpt.runtime.engine_parity", "lpt.cuda")
 # Also checked, for API errors only: the TensorRT runners of `lpt parity`, and any other module of ours that
 # imports tensorrt or cuda.bindings (found by a scan, so new ones cannot be missed).
 CHECKED = (*STRICT, "lpt.export.parity")

@@ -2,13 +2,18 @@
 
 pycuda needs the CUDA toolkit to build; ``cuda.bindings.runtime`` is a plain wheel. Every call returns
 ``(error, *values)``; ``check`` turns a failure into one line naming the call.
+
+The one module that imports cuda-python: the engine builders (which GPU, which driver) and the runtime
+(buffers, streams, graphs) both come here, so it sits below both stages.
+
+Depends on: cuda-python (optional, imported on first use), numpy, lpt.errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -63,6 +68,33 @@ def device_info(device: int) -> tuple[str, tuple[int, int], str, str]:
     driver = check(cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
     runtime = check(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")
     return name.strip("\0 "), (int(props.major), int(props.minor)), _version(int(driver)), _version(int(runtime))
+
+
+def cuda_major_mismatch(driver: int, built_for: Mapping[str, int]) -> str | None:
+    """One line when a package was built for a newer CUDA major than the driver runs, else None. ``driver``:
+    cudaDriverGetVersion's code (12040 for 12.4; 0 without a driver, reported elsewhere); ``built_for``: package ->
+    CUDA major. An older major is fine: drivers run the runtimes of earlier CUDA majors."""
+    major = driver // 1000
+    newer = {name: m for name, m in built_for.items() if m > major}
+    if not driver or not newer:
+        return None
+    what = ", ".join(f"{name} for CUDA {m}" for name, m in newer.items())
+    pair = f"`pip install -e .[trt-cu{major}]` for this driver, or " if major in (12, 13) else ""
+    return (f"{what} needs an NVIDIA driver for CUDA {max(newer.values())}, this driver runs CUDA {_version(driver)}: "
+            f"{pair}update the driver")
+
+
+def check_driver(built_for: Mapping[str, int]) -> None:
+    """CudaError, one line, when cuda-python (or a package of ``built_for``: name -> CUDA major) needs a newer
+    driver: its calls would otherwise fail later as cudaErrorInsufficientDriver, which names no package."""
+    require_cuda()
+    err, driver = cudart.cudaDriverGetVersion()
+    err_runtime, runtime = cudart.cudaRuntimeGetVersion()
+    if err != cudart.cudaError_t.cudaSuccess or err_runtime != cudart.cudaError_t.cudaSuccess:
+        return  # no driver at all: device_count says so
+    why = cuda_major_mismatch(int(driver), {"cuda-python": int(runtime) // 1000, **built_for})
+    if why is not None:
+        raise CudaError(why)
 
 
 def set_device(device: int) -> None:
@@ -149,12 +181,12 @@ class PinnedBuffer:
         self.ptr: int = int(check(cudart.cudaHostAlloc(self.nbytes, cudart.cudaHostAllocDefault),
                                   f"cudaHostAlloc({self.nbytes})"))
 
-    def array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-        """A numpy view of the first bytes of the buffer."""
+    def array(self, shape: tuple[int, ...], dtype: np.dtype[Any], offset: int = 0) -> np.ndarray:
+        """A numpy view of the buffer's bytes from ``offset`` on."""
         count = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if count > self.nbytes:
-            raise ValueError(f"{shape} {dtype} needs {count} bytes; the pinned buffer has {self.nbytes}")
-        raw = np.ctypeslib.as_array((ctypes.c_ubyte * count).from_address(self.ptr))
+        if offset + count > self.nbytes:
+            raise ValueError(f"{shape} {dtype} at byte {offset} needs {offset + count}; the pinned buffer has {self.nbytes}")
+        raw = np.ctypeslib.as_array((ctypes.c_ubyte * count).from_address(self.ptr + offset))
         return raw.view(dtype).reshape(shape)
 
     def free(self) -> None:
@@ -174,6 +206,14 @@ def copy_async(dst: int, src: int, nbytes: int, direction: str, stream: Stream) 
     check(cudart.cudaMemcpyAsync(dst, src, nbytes, kind, stream.handle), f"cudaMemcpyAsync({direction}, {nbytes} bytes)")
 
 
+def _end_failed_capture(stream: Stream) -> None:
+    """Take the stream out of capture mode and destroy the partial graph it returns (errors ignored: the
+    caller is already raising the one that matters)."""
+    err, graph = cudart.cudaStreamEndCapture(stream.handle)
+    if err == cudart.cudaError_t.cudaSuccess and graph is not None and int(graph):
+        cudart.cudaGraphDestroy(graph)
+
+
 class CudaGraph:
     """The work ``enqueue`` puts on ``stream``, captured once and replayed by ``launch``.
 
@@ -188,7 +228,7 @@ class CudaGraph:
         try:
             enqueue()
         except BaseException:
-            cudart.cudaStreamEndCapture(stream.handle)  # leaves the stream usable; the partial graph is dropped
+            _end_failed_capture(stream)
             raise
         graph = check(cudart.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
         try:

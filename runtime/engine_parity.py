@@ -17,9 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from lpt.export.parity import ParityReport, RunnerChoice, Target, compare, engine_runner
+from lpt.engines.environment import point_polygraphy_at_cudart, probe, use_device
+from lpt.engines.plan import PRECISIONS, REQUIRED_PRECISIONS, EngineError, Platform, engine_name
+from lpt.engines.sidecar import EngineRecord, verify_engine
+from lpt.export.parity import ParityReport, RunnerChoice, Target, compare
 from lpt.export.parity_inputs import (
     Feed,
     Reference,
@@ -39,14 +43,25 @@ from lpt.runtime.trt_backend import TensorRTBackend
 from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
+from lpt.errors import LptError
 from lpt.specs import SPECS, GraphSpec
-
-from .plan import PRECISIONS, REQUIRED_PRECISIONS, EngineError, Platform, engine_name
-from .sidecar import verify_engine
 
 RUNNERS = ("polygraphy", "lpt")
 REPORT_NAME = "parity-engines.json"
 Progress = Callable[[str], None]
+
+
+def engine_runner(path: Path, spec: GraphSpec) -> Any:
+    """Polygraphy's TrtRunner over an engine file of `lpt build`, checked against its sidecar first (this
+    TensorRT, this GPU architecture, the file intact) so a foreign engine fails in one line."""
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    record = EngineRecord.read(path.with_suffix(".json"))
+    data = path.read_bytes()
+    verify_engine(path, probe(), record.precision if record is not None else "", data)
+    if record is not None and record.graph != spec.name:
+        raise LptError(f"{path.name} is an engine of {record.graph}, not of {spec.name}")
+    return TrtRunner(EngineFromBytes(data), name="polygraphy")
 
 
 @dataclass(frozen=True)
@@ -179,13 +194,14 @@ def run_engine_parity(weights_dir: Path, engines_dir: Path, graphs: Sequence[str
     from lpt.models import load
     from lpt.models.synthetic import synthetic_marker
 
-    from .environment import probe
-
     start = time.perf_counter()
     bad = [r for r in runners if r not in RUNNERS]
     if bad or not runners:
         raise EngineError(f"--runners: expected names among {', '.join(RUNNERS)}, got {', '.join(runners) or 'none'}")
     platform = probe(device)
+    use_device(device)  # Polygraphy's TrtRunner runs on the current device
+    if "polygraphy" in runners:
+        point_polygraphy_at_cudart(int(platform.cuda_runtime.split(".")[0] or 0) or None)
     targets = plan_targets(engines_dir, platform, graphs, precisions)
     for target in targets:
         verify_engine(target.path, platform, target.precision)

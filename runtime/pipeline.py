@@ -175,7 +175,6 @@ class Run:
         paste = None
         if opts.pasteback and opts.crop and opts.animation.stitching:
             paste = PasteBack(source_rgb, crop.M_c2o)
-        total = info.frame_count if opts.max_frames is None or info.frame_count is None else min(info.frame_count, opts.max_frames)
         state: dict[str, object] = {"first": None, "crop": None}
 
         def work(item: DrivingItem) -> np.ndarray:
@@ -193,17 +192,25 @@ class Run:
             return out
 
         start = time.perf_counter()
+        done = self.write(items, work, info, source_path, output)
+        return self.report(output, done, start, load_seconds)
+
+    def write(self, items: Iterator[DrivingItem], work: Callable[[DrivingItem], np.ndarray], info: DrivingInput,
+              source_path: Path, output: Path) -> int:
+        """``work`` on the driving items, written to ``output``: one image, or the video (the frames timed as
+        the options say, the chosen sound); the number of frames written."""
+        opts = self.options
         if output.suffix.lower() in IMAGE_OUTPUTS:
             frame = work(next(items))
             with self.times("encode"):
                 write_image(output, frame)
-            done = 1
-        else:
-            done = self.encode(items, work, output, opts.fps or info.fps, audio_file(opts.audio, source_path, False, info),
-                               total, at=None if opts.fps else (lambda item: item.at))
+            return 1
+        total = info.frame_count if opts.max_frames is None or info.frame_count is None else min(info.frame_count, opts.max_frames)
+        done = self.encode(items, work, output, opts.fps or info.fps, audio_file(opts.audio, source_path, False, info),
+                           total, at=None if opts.fps else (lambda item: item.at))
         if done == 0:
-            raise LptError(f"{driving_path}: no driving frame was read")
-        return self.report(output, done, start, load_seconds)
+            raise LptError(f"{info.path}: no driving frame was read")
+        return done
 
     def encode(self, items: Iterable[T], work: Callable[[T], np.ndarray], output: Path, fps: Fraction | float,
                audio_from: Path | None, total: int | None, at: Callable[[T], Fraction | None] | None = None) -> int:

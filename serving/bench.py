@@ -1,4 +1,5 @@
-"""``lpt triton bench``: N concurrent streams against the animation model, each its own source and sequence,
+"""``lpt triton bench``: N concurrent streams against the animation model (crops in, or full images in with the
+crop on the server), each its own source and sequence,
 measured from the client: frames per second in all, per-request latency percentiles, CPU utilisation.
 
 Depends on: numpy, psutil, lpt.triton.client (tritonclient).
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 import psutil
-from lpt.triton.client import AnimationStream, connect
+from lpt.triton.client import AnimationStream, FullFrameStream, connect
+from lpt.triton.config import CropOptions
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,32 @@ class StreamInput:
     source_crop: np.ndarray  # (256, 256, 3) uint8
     driving_crops: tuple[np.ndarray, ...]  # one per frame
     relative_to_first: bool = True
+
+    @property
+    def driving(self) -> tuple[np.ndarray, ...]:
+        return self.driving_crops
+
+    @property
+    def source(self) -> np.ndarray:
+        return self.source_crop
+
+
+@dataclass(frozen=True)
+class FullStreamInput:
+    """A stream for ``lpt_animate_full``: the source image and driving frames whole, crop settings beside them."""
+
+    source_image: np.ndarray  # (H, W, 3) uint8, as lpt.runtime.media.load_image gives it
+    driving_images: tuple[np.ndarray, ...]  # full frames, one per request
+    relative_to_first: bool = True
+    crop: CropOptions = field(default_factory=CropOptions)
+
+    @property
+    def driving(self) -> tuple[np.ndarray, ...]:
+        return self.driving_images
+
+    @property
+    def source(self) -> np.ndarray:
+        return self.source_image
 
 
 @dataclass
@@ -102,24 +130,28 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
-def _one(client: Any, model: str, data: StreamInput, keep: bool, result: StreamResult, go: threading.Barrier) -> None:
-    stream = AnimationStream(client, model)
+def _one(client: Any, model: str, data: StreamInput | FullStreamInput, keep: bool, result: StreamResult,
+         go: threading.Barrier) -> None:
+    stream = FullFrameStream(client, model, crop=data.crop) if isinstance(data, FullStreamInput) else \
+        AnimationStream(client, model)
     go.wait()
     try:
-        for i, crop in enumerate(data.driving_crops):
-            frame = stream.frame(crop, data.source_crop if i == 0 else None, data.relative_to_first)
+        for i, image in enumerate(data.driving):
+            frame = stream.frame(image, data.source if i == 0 else None, data.relative_to_first)
             if keep:
                 result.frames.append(frame)
         stream.end()
     except Exception as exc:  # noqa: BLE001 - reported by the caller, with the stream it ended
         result.error = str(exc)
     finally:
-        result.latencies = stream.latencies[: len(data.driving_crops)]
+        result.latencies = stream.latencies[: len(data.driving)]
         client.close()
 
 
-def run_bench(url: str, model: str, inputs: list[StreamInput], keep_frames: bool = False) -> BenchReport:
-    """Every stream of ``inputs`` on its own thread and connection, all started together."""
+def run_bench(url: str, model: str, inputs: list[StreamInput] | list[FullStreamInput],
+              keep_frames: bool = False) -> BenchReport:
+    """Every stream of ``inputs`` on its own thread and connection, all started together: 256 crops to
+    ``lpt_animate`` (``StreamInput``) or full images to ``lpt_animate_full`` (``FullStreamInput``)."""
     port = int(url.rsplit(":", 1)[1]) if ":" in url else 8001
     server = _server_processes(port) if url.split(":")[0] in ("127.0.0.1", "localhost") else []
     results = [StreamResult([]) for _ in inputs]

@@ -51,11 +51,14 @@ def triton() -> None:
 @click.option("--region", type=click.Choice(REGIONS), default="all", show_default=True)
 @click.option("--driving-multiplier", type=float, default=1.0, show_default=True)
 @click.option("--no-warmup", is_flag=True, help="Do not render a frame when the animation model loads.")
+@click.option("--crop-on-server", is_flag=True,
+              help="Also write lpt_animate_full: full images in, lpt-run's crop and paste-back inside the model (face "
+                   "models from --weights, else OpenCV's cascade), full-size frames out.")
 @reports_errors
 def export(out: Path, engines: Path | None, onnx_dir: Path | None, precision: str, onnx_precision: str,
            onnx_backend: str, engine_tag: str | None, instances: int, weights: Path | None, animation_backend: str,
            animation_precision: str, absolute: bool, no_stitching: bool, region: str, driving_multiplier: float,
-           no_warmup: bool) -> None:
+           no_warmup: bool, crop_on_server: bool) -> None:
     """A Triton model repository: one model per graph (tensorrt_plan from --engines, else onnxruntime or openvino
     from --onnx),
     each config.pbtxt generated from lpt.specs and checked, and with --weights the per-frame animation model."""
@@ -73,7 +76,8 @@ def export(out: Path, engines: Path | None, onnx_dir: Path | None, precision: st
             warmup=not no_warmup)
     click.echo(f"model repository {out}:")
     models = export_repository(out, engines, onnx_dir, precision=precision, onnx_precision=onnx_precision,
-                               onnx_backend=onnx_backend, engine_tag=engine_tag, instances=instances, animation=animation, progress=click.echo)
+                               onnx_backend=onnx_backend, engine_tag=engine_tag, instances=instances,
+                               animation=animation, crop_on_server=crop_on_server, progress=click.echo)
     click.echo(f"wrote {len(models)} model(s); every config.pbtxt parses with Triton's model-config schema")
 
 
@@ -110,7 +114,11 @@ def serve(repository: Path, grpc_port: int) -> None:
               help="Output .mp4 (or .jpg/.png for two images). Default: animations/<source>--<driving>.mp4.")
 @click.option("-y", "--overwrite", is_flag=True, help="Replace an existing output file (never an input).")
 @click.option("--url", default="127.0.0.1:8001", show_default=True, help=URL_HELP)
-@click.option("--model", default="lpt_animate", show_default=True, help="The animation model's name.")
+@click.option("--model", default=None, help="The animation model's name [default: lpt_animate, or lpt_animate_full "
+              "with --crop-on-server].")
+@click.option("--crop-on-server", is_flag=True,
+              help="Send the full source image and driving frames to lpt_animate_full, which crops and pastes back "
+                   "itself (face models from the server's weights folder) and answers full-size frames.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Folder with the official face models for the crop (else OpenCV's cascade, as lpt-run).")
 @click.option("--no-pasteback", is_flag=True, help="Write the 512x512 crop instead of pasting it into the source.")
@@ -123,17 +131,24 @@ def serve(repository: Path, grpc_port: int) -> None:
               help="A constant output rate (default: the driving frames' own times).")
 @click.option("--on-missing-face", type=click.Choice(["fail", "hold"]), default="fail", show_default=True)
 @reports_errors
-def run(source: Path, driving: Path, output: Path | None, overwrite: bool, url: str, model: str, weights: Path | None,
-        no_pasteback: bool, no_crop: bool, crop_driving: bool, max_frames: int | None, concat: bool, audio: str,
-        fps: float | None, on_missing_face: str) -> None:
+def run(source: Path, driving: Path, output: Path | None, overwrite: bool, url: str, model: str | None,
+        crop_on_server: bool, weights: Path | None, no_pasteback: bool, no_crop: bool, crop_driving: bool,
+        max_frames: int | None, concat: bool, audio: str, fps: float | None, on_missing_face: str) -> None:
     """Animate SOURCE with DRIVING through a Triton server: lpt-run's pipeline and outputs, the networks remote."""
     from lpt.runtime.cli import Progress
     from lpt.runtime.faces import FaceCropper
     from lpt.runtime.media import media_kind
     from lpt.runtime.outputs import OutputClaim, driving_kind, plan_output
-    from lpt.triton.client import TritonRun, connect, run_options_for, server_parameters
+    from lpt.triton import config as cfg
+    from lpt.triton.client import TritonFullRun, TritonRun, connect, run_options_for, server_parameters
 
     say = lambda text: click.echo(text, err=True)
+    model = model or (cfg.FULL_ANIMATION_MODEL if crop_on_server else cfg.ANIMATION_MODEL)
+    if crop_on_server and concat:
+        raise LptError("--concat needs the crops, which stay on the server with --crop-on-server")
+    if crop_on_server and weights is not None:
+        raise LptError("--weights picks the client's face models; with --crop-on-server the server finds faces "
+                       "(with the face models in its own weights folder)")
     source_kind, drive_kind = media_kind(source, "source"), driving_kind(driving)
     if source_kind != "image":
         raise LptError(f"source {source}: the Triton client animates a source image; use lpt-run for video-to-video")
@@ -145,6 +160,19 @@ def run(source: Path, driving: Path, output: Path | None, overwrite: bool, url: 
     options = run_options_for(params, pasteback=not no_pasteback, crop=not no_crop, crop_driving=crop_driving,
                               max_frames=max_frames, concat=concat, audio=audio,  # type: ignore[arg-type]
                               fps=Fraction(fps).limit_denominator(1001) if fps else None)
+    if crop_on_server:
+        crop = cfg.CropOptions(crop=not no_crop, crop_driving=crop_driving, pasteback=not no_pasteback,
+                               hold_missing=on_missing_face == "hold")
+        faces = "on the server (" + ", ".join(f"{k} {str(v).lower()}" for k, v in crop.flags().items()) + ")"
+        with OutputClaim(output):
+            full = TritonFullRun(client, url, model, crop, options, faces, progress=Progress(),
+                                 announce=lambda: (say(f"backend: {full.backend.describe()}"), say(f"faces: {faces}")))
+            report = full.animate(source, driving, output)
+        client.close()
+        say(report.table())
+        say(f"server round trip (ms/frame)  {full.times.seconds['server'] * 1000 / max(1, report.frames):>10.1f}")
+        click.echo(f"wrote {report.output}")
+        return
     cropper = FaceCropper(weights, no_crop=no_crop, hold_missing=on_missing_face == "hold")
     with OutputClaim(output):
         job = TritonRun(client, url, model, cropper, options, progress=Progress(),
@@ -159,7 +187,9 @@ def run(source: Path, driving: Path, output: Path | None, overwrite: bool, url: 
 
 @triton.command("bench")
 @click.option("--url", default="127.0.0.1:8001", show_default=True, help=URL_HELP)
-@click.option("--model", default="lpt_animate", show_default=True)
+@click.option("--model", default=None, help="[default: lpt_animate, or lpt_animate_full with --crop-on-server]")
+@click.option("--crop-on-server", is_flag=True,
+              help="Full images to lpt_animate_full (crop and paste-back on the server) instead of 256 crops.")
 @click.option("--streams", type=click.IntRange(min=1), default=4, show_default=True, help="Concurrent streams.")
 @click.option("--frames", type=click.IntRange(min=1), default=8, show_default=True, help="Frames per stream.")
 @click.option("-s", "--source", type=click.Path(path_type=Path), default=None, help="Source image (default: the demo face).")
@@ -169,11 +199,17 @@ def run(source: Path, driving: Path, output: Path | None, overwrite: bool, url: 
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures as JSON.")
 @reports_errors
-def bench(url: str, model: str, streams: int, frames: int, source: Path | None, driving: Path | None,
-          weights: Path | None, no_crop: bool, json_out: Path | None) -> None:
-    """Drive STREAMS concurrent streams of FRAMES frames each; frames/s, latency percentiles, CPU use, as a table."""
+def bench(url: str, model: str | None, crop_on_server: bool, streams: int, frames: int, source: Path | None,
+          driving: Path | None, weights: Path | None, no_crop: bool, json_out: Path | None) -> None:
+    """Drive STREAMS concurrent streams of FRAMES frames each; frames/s, latency percentiles, CPU use, as a table.
+    The same inputs either way: cropped here for lpt_animate, or sent whole with --crop-on-server."""
+    from lpt.triton import config as cfg
     from lpt.triton.bench import run_bench
-    from lpt.triton.inputs import stream_inputs
+    from lpt.triton.inputs import full_stream_inputs, stream_inputs
+
+    model = model or (cfg.FULL_ANIMATION_MODEL if crop_on_server else cfg.ANIMATION_MODEL)
+    if crop_on_server and weights is not None:
+        raise LptError("with --crop-on-server the server finds faces with its own weights folder: leave out --weights")
 
     if (source is None) != (driving is None):
         raise LptError("give both -s/--source and -d/--driving, or neither for the demo pair")
@@ -182,12 +218,13 @@ def bench(url: str, model: str, streams: int, frames: int, source: Path | None, 
 
         source, driving = write_demo_inputs(cache_dir() / "demo", frames=max(2, frames))
         no_crop = True  # the drawn face is an aligned crop
-    data = stream_inputs(source, driving, frames, weights, no_crop)
+    data = full_stream_inputs(source, driving, frames, no_crop) if crop_on_server else \
+        stream_inputs(source, driving, frames, weights, no_crop)
     report = run_bench(url, model, [data] * streams)
     failed = [r.error for r in report.results if r.error]
     if failed:
         raise LptError(f"{len(failed)} of {streams} stream(s) failed: {failed[0]}")
-    click.echo(f"lpt triton bench: {streams} stream(s) x {len(data.driving_crops)} frame(s), {model} at {url}")
+    click.echo(f"lpt triton bench: {streams} stream(s) x {len(data.driving)} frame(s), {model} at {url}")
     click.echo(report.table())
     if json_out is not None:
         write_atomic(json_out, json.dumps(report.as_dict(), indent=2) + "\n")

@@ -1,6 +1,7 @@
 """The client side of the animation model: one stream per source (a Triton sequence with its correlation ID),
 and ``lpt-run``'s own pipeline with the networks swapped for that stream, so faces, crops, paste-back, video and
-sound are exactly ``lpt-run``'s.
+sound are exactly ``lpt-run``'s. Or, against ``lpt_animate_full``, full images both ways: the model crops and
+pastes back itself (``FullFrameStream``, ``TritonFullRun``), and the client only reads, sends and encodes.
 
 Depends on: tritonclient (gRPC), numpy, lpt.runtime (pipeline, animate), lpt.triton.config.
 """
@@ -121,6 +122,31 @@ class AnimationStream:
             self._infer([], False, True)
 
 
+@dataclass
+class FullFrameStream(AnimationStream):
+    """One source on ``lpt_animate_full``: full images in, full-size frames out; ``crop`` (lpt-run's crop
+    settings) goes with the first request."""
+
+    model: str = cfg.FULL_ANIMATION_MODEL
+    crop: cfg.CropOptions = field(default_factory=cfg.CropOptions)
+
+    def frame(self, driving_image: np.ndarray, source_image: np.ndarray | None = None,  # type: ignore[override]
+              relative_to_first: bool = True) -> np.ndarray:
+        """The result frame (H, W, 3) uint8 for one full driving frame; the first call must give ``source_image``
+        (as lpt-run loads it: ``lpt.runtime.media.load_image``)."""
+        inputs = [_tensor("driving_image", np.ascontiguousarray(driving_image, np.uint8)[None], "UINT8")]
+        start = not self.started
+        if start:
+            if source_image is None:
+                raise ValueError("a stream's first frame needs its source image")
+            inputs += [_tensor("source_image", np.ascontiguousarray(source_image, np.uint8)[None], "UINT8"),
+                       _tensor("relative_to_first", np.array([[relative_to_first]]), "BOOL")]
+            inputs += [_tensor(name, np.array([[value]]), "BOOL") for name, value in self.crop.flags().items()]
+        out = self._infer(inputs, start, False).as_numpy("frame")
+        self.started = True
+        return out[0]
+
+
 @dataclass(frozen=True)
 class _RemoteCrop:
     """What a driving frame's motion is on the client: the crop the server computes it from."""
@@ -190,6 +216,61 @@ class TritonRun(Run):
             raise
         self.stream.end()
         return report
+
+
+class TritonFullRun(Run):
+    """``lpt triton run --crop-on-server``: lpt-run's reading, timing, video and sound on the client; crop,
+    networks and paste-back in ``lpt_animate_full``."""
+
+    def __init__(self, client: Any, url: str, model: str, crop: cfg.CropOptions, options: RunOptions,
+                 faces: str, progress: Callable[[int, int | None], None] | None = None,
+                 announce: Callable[[], None] | None = None) -> None:
+        params = server_parameters(client, model)
+        if not params.crop_on_server:
+            raise ClientError(f"model {model} takes 256x256 crops (the client crops): leave out --crop-on-server, "
+                              f"or export the full model with `lpt triton export --crop-on-server`")
+        super().__init__(RemoteBackend(url, model, params), _ServerFaces(faces), options, progress, announce)  # type: ignore[arg-type]
+        self.stream = FullFrameStream(client, model, crop=crop)
+
+    def animate(self, source_path: Path, driving_path: Path, output: Path) -> RunReport:
+        try:
+            report = self._animate(source_path, driving_path, output)
+        except BaseException:
+            with contextlib.suppress(ClientError):
+                self.stream.end()
+            raise
+        self.stream.end()
+        return report
+
+    def _animate(self, source_path: Path, driving_path: Path, output: Path) -> RunReport:
+        from lpt.runtime.drivers import open_driving
+        from lpt.runtime.media import load_image
+        from lpt.runtime.outputs import check_kinds
+
+        opts = self.options
+        source_rgb = load_image(source_path)  # as Run.animate: the server gets what lpt-run would crop from
+        info, items = open_driving(driving_path, opts.max_frames)
+        check_kinds("image", info.kind, output)
+        load_seconds = self.load()
+        relative = not info.single_image and opts.animation.relative
+
+        def work(item: Any) -> np.ndarray:
+            with self.times("server"):
+                return self.stream.frame(item.rgb, None if self.stream.started else source_rgb, relative)
+
+        start = time.perf_counter()
+        done = self.write(items, work, info, source_path, output)
+        return self.report(output, done, start, load_seconds)
+
+
+@dataclass(frozen=True)
+class _ServerFaces:
+    """What ``Run`` reports as its faces when the server crops."""
+
+    text: str
+
+    def describe(self) -> str:
+        return self.text
 
 
 def run_options_for(params: cfg.AnimationParameters, **kwargs: Any) -> RunOptions:

@@ -92,18 +92,50 @@ ANIMATION_OPTIONAL = ("source_crop", "driving_crop", "relative_to_first")
 # An END request that carries no driving frame is answered without outputs.
 ANIMATION_OUTPUTS = (TensorSpec("frame", (1, 512, 512, 3), "uint8"),)
 SEQUENCE_CONTROLS = ("START", "END", "CORRID")
+
+# The same animation with the crop and paste-back on the server (``lpt triton export --crop-on-server``): full
+# source image and full driving frames in, full-size frames out (the source's size; 512x512 with --no-crop or
+# --no-pasteback), so every image dimension is variable (-1). The crop options of lpt-run ride on the first request.
+FULL_ANIMATION_MODEL = "lpt_animate_full"
+FULL_ANIMATION_INPUTS = (
+    TensorSpec("source_image", (1, -1, -1, 3), "uint8"),  # on a stream's first request only, as lpt-run loads it
+    TensorSpec("driving_image", (1, -1, -1, 3), "uint8"),  # on every request but an END without a frame
+    TensorSpec("relative_to_first", (1, 1), "bool"),
+    TensorSpec("crop", (1, 1), "bool"),  # first request; absent: true (false: lpt-run --no-crop)
+    TensorSpec("crop_driving", (1, 1), "bool"),  # first request; absent: false (lpt-run --crop-driving)
+    TensorSpec("pasteback", (1, 1), "bool"),  # first request; absent: true (false: lpt-run --no-pasteback)
+    TensorSpec("hold_missing", (1, 1), "bool"),  # first request; absent: false (lpt-run --on-missing-face hold)
+)
+FULL_ANIMATION_OUTPUTS = (TensorSpec("frame", (1, -1, -1, 3), "uint8"),)
+MAX_IMAGE_SIDE = 4096  # what the full model takes (lpt-run's images are at most 1280 on their longer side)
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    """lpt-run's crop settings for one stream of the full model (sent on its first request)."""
+
+    crop: bool = True
+    crop_driving: bool = False
+    pasteback: bool = True
+    hold_missing: bool = False
+
+    def flags(self) -> dict[str, bool]:
+        return dict(self.__dict__)
 MAX_STREAMS_PER_INSTANCE = 64
 
 
 def animation_config(parameters: Mapping[str, str], instances: int = 1, max_batch: int = 4,
-                     idle_seconds: int = 600) -> str:
+                     idle_seconds: int = 600, crop_on_server: bool = False) -> str:
     """``config.pbtxt`` of the Python-backend animation model: a sequence batcher (Oldest strategy) routes every
-    stream's requests to the one instance that holds its source features, many streams per instance."""
+    stream's requests to the one instance that holds its source features, many streams per instance.
+    ``crop_on_server``: the full-image model (``lpt_animate_full``, every input optional, variable image dims)."""
     optional = " optional: true"
-    lines = [f"name: {_quote(ANIMATION_MODEL)}", f"backend: {_quote(PYTHON)}", f"max_batch_size: {max_batch}",
-             "input [", ",\n".join(_tensor(t, optional if t.name in ANIMATION_OPTIONAL else "")
-                                   for t in ANIMATION_INPUTS), "]",
-             "output [", ",\n".join(_tensor(t) for t in ANIMATION_OUTPUTS), "]",
+    name, inputs, outputs = ((FULL_ANIMATION_MODEL, FULL_ANIMATION_INPUTS, FULL_ANIMATION_OUTPUTS) if crop_on_server
+                             else (ANIMATION_MODEL, ANIMATION_INPUTS, ANIMATION_OUTPUTS))
+    lines = [f"name: {_quote(name)}", f"backend: {_quote(PYTHON)}", f"max_batch_size: {max_batch}",
+             "input [", ",\n".join(_tensor(t, optional if crop_on_server or t.name in ANIMATION_OPTIONAL else "")
+                                   for t in inputs), "]",
+             "output [", ",\n".join(_tensor(t) for t in outputs), "]",
              # The Python model picks its device itself (the backend inside it); Triton only places the process.
              f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]",
              "sequence_batching {",
@@ -188,6 +220,7 @@ class AnimationParameters:
     region: str = "all"
     driving_multiplier: float = 1.0
     warmup: bool = True
+    crop_on_server: bool = False  # lpt_animate_full: full images in, crop and paste-back inside the model
     idle_seconds: int = 600  # a CPU node takes tens of seconds per batch of frames: no stream must idle out meanwhile
 
     def strings(self) -> dict[str, str]:

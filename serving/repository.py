@@ -2,7 +2,8 @@
 the Python-backend animation model. Every ``config.pbtxt`` is checked against ``lpt.specs`` as it is written.
 
 Layout: ``<repo>/<graph>/config.pbtxt`` and ``<repo>/<graph>/1/model.plan|model.onnx`` (an ONNX graph's external
-data file beside it, under the name the graph refers to), ``<repo>/lpt_animate/{config.pbtxt,1/model.py}``.
+data file beside it, under the name the graph refers to), ``<repo>/lpt_animate/{config.pbtxt,1/model.py}`` (and ``lpt_animate_full`` the same way,
+with --crop-on-server).
 
 Depends on: lpt.specs, lpt.engines (engine names and sidecars), lpt.runtime.onnxruntime_backend (which ONNX file a
 precision runs), onnx (external data), lpt.files, lpt.triton.config.
@@ -10,6 +11,7 @@ precision runs), onnx (external data), lpt.files, lpt.triton.config.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -113,11 +115,16 @@ def export_graph(out: Path, graph: str, backend: str, model_file: Path, instance
 
 
 def export_animation(out: Path, params: cfg.AnimationParameters, instances: int) -> ExportedModel:
-    model_dir = out / cfg.ANIMATION_MODEL
+    """``lpt_animate`` (crops in, 512 frames out), or ``lpt_animate_full`` when ``params.crop_on_server`` (full
+    images in, crop and paste-back inside, full-size frames out): the same model.py, told apart by the parameter."""
+    name = cfg.FULL_ANIMATION_MODEL if params.crop_on_server else cfg.ANIMATION_MODEL
+    model_dir = out / name
     write_atomic(model_dir / VERSION / cfg.MODEL_FILES[cfg.PYTHON], MODEL_PY)
-    text = cfg.animation_config(params.strings(), instances, idle_seconds=params.idle_seconds)
+    text = cfg.animation_config(params.strings(), instances, idle_seconds=params.idle_seconds,
+                                crop_on_server=params.crop_on_server)
     _write_config(model_dir, text, cfg.parse_config)
-    return ExportedModel(cfg.ANIMATION_MODEL, cfg.PYTHON, f"lpt {params.backend} {params.precision} from {params.weights}")
+    inside = "; crops and pastes back itself (face models from that folder)" if params.crop_on_server else ""
+    return ExportedModel(name, cfg.PYTHON, f"lpt {params.backend} {params.precision} from {params.weights}{inside}")
 
 
 def _onnx_file(onnx_dir: Path, graph: str, precision: str, backend: str) -> Path:
@@ -130,11 +137,12 @@ def _onnx_file(onnx_dir: Path, graph: str, precision: str, backend: str) -> Path
 def export_repository(out: Path, engines: Path | None, onnx_dir: Path | None, *, precision: str = "fp16",
                       onnx_precision: str = "fp32", onnx_backend: str = cfg.ONNXRUNTIME,
                       engine_tag: str | None = None, instances: int = 1,
-                      animation: cfg.AnimationParameters | None = None,
+                      animation: cfg.AnimationParameters | None = None, crop_on_server: bool = False,
                       progress: Callable[[str], None] = lambda line: None) -> list[ExportedModel]:
     """One model per graph: TensorRT where ``engines`` holds its engine, else ``onnx_backend`` (ONNX Runtime or
     OpenVINO, each from the file its lpt backend runs) where ``onnx_dir`` holds its graph (a graph with neither is
-    left out, and said so); and the animation model when ``animation`` is given."""
+    left out, and said so); and the animation model when ``animation`` is given, with ``lpt_animate_full`` beside it
+    (the crop and paste-back on the server) when ``crop_on_server``."""
     if onnx_backend not in cfg.ONNX_BACKENDS:
         raise LptError(f"ONNX graphs are served by {' or '.join(cfg.ONNX_BACKENDS)}, not {onnx_backend}")
     if onnx_backend == cfg.OPENVINO and onnx_precision not in OPENVINO_PRECISIONS:
@@ -142,6 +150,8 @@ def export_repository(out: Path, engines: Path | None, onnx_dir: Path | None, *,
     for what, folder in (("--engines", engines), ("--onnx", onnx_dir)):
         if folder is not None and not folder.is_dir():
             raise LptError(f"{what} {folder} is not a folder")
+    if crop_on_server and animation is None:
+        raise LptError("--crop-on-server writes the full-image animation model: give --weights too")
     if engines is None and onnx_dir is None and animation is None:
         raise LptError("nothing to export: give --engines, --onnx or --weights (the animation model)")
     models = []
@@ -161,8 +171,9 @@ def export_repository(out: Path, engines: Path | None, onnx_dir: Path | None, *,
     if (engines is not None or onnx_dir is not None) and not models:
         raise LptError(f"no engine or ONNX graph of any lpt graph in {engines or ''} {onnx_dir or ''}".strip())
     if animation is not None:
-        models.append(export_animation(out, animation, instances))
-        progress(f"  {cfg.ANIMATION_MODEL}: python, {models[-1].source}")
+        for full in (False, True) if crop_on_server else (False,):
+            models.append(export_animation(out, dataclasses.replace(animation, crop_on_server=full), instances))
+            progress(f"  {models[-1].name}: python, {models[-1].source}")
     return models
 
 

@@ -23,6 +23,7 @@ from lpt.triton import config as cfg  # noqa: E402
 from lpt.triton.repository import check_repository, export_repository  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
+from lpt.errors import LptError  # noqa: E402
 from lpt.specs import SPECS  # noqa: E402
 
 PLATFORM = Platform("10.8.0.43", "NVIDIA H100", (9, 0))
@@ -66,6 +67,38 @@ def test_animation_config_parses_with_sequence_batcher() -> None:
     assert list(parsed.output[0].dims) == [512, 512, 3]
     strings = {k: v.string_value for k, v in parsed.parameters.items()}
     assert cfg.AnimationParameters.from_strings(strings) == params
+
+
+def test_full_animation_config_has_variable_image_dims() -> None:
+    """lpt_animate_full (--crop-on-server): full images in and out, so -1 for height and width, which Triton's
+    schema takes; every input optional (an END carries none, later requests no source)."""
+    params = cfg.AnimationParameters(weights="/w", warmup=False, crop_on_server=True)
+    parsed = cfg.parse_config(cfg.animation_config(params.strings(), crop_on_server=True), "lpt_animate_full")
+    assert parsed.name == cfg.FULL_ANIMATION_MODEL and parsed.backend == "python"
+    assert parsed.sequence_batching.HasField("oldest")
+    dims = {t.name: list(t.dims) for t in parsed.input}
+    assert dims == {"source_image": [-1, -1, 3], "driving_image": [-1, -1, 3], "relative_to_first": [1],
+                    "crop": [1], "crop_driving": [1], "pasteback": [1], "hold_missing": [1]}
+    assert all(t.optional for t in parsed.input)
+    assert all(t.data_type == model_config_pb2.TYPE_BOOL for t in parsed.input if t.name not in ("source_image", "driving_image"))
+    assert [(t.name, list(t.dims), t.data_type) for t in parsed.output] == [("frame", [-1, -1, 3], model_config_pb2.TYPE_UINT8)]
+    strings = {k: v.string_value for k, v in parsed.parameters.items()}
+    assert strings["crop_on_server"] == "true" and cfg.AnimationParameters.from_strings(strings) == params
+    assert set(cfg.CropOptions().flags()) == set(dims) - {"source_image", "driving_image", "relative_to_first"}
+
+
+def test_crop_on_server_exports_both_animation_models(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    models = export_repository(repo, None, None, animation=cfg.AnimationParameters(weights="/w"), crop_on_server=True)
+    assert [m.name for m in models] == [cfg.ANIMATION_MODEL, cfg.FULL_ANIMATION_MODEL]
+    assert (repo / "lpt_animate_full/1/model.py").read_text() == (repo / "lpt_animate/1/model.py").read_text()
+    crops = cfg.parse_config((repo / "lpt_animate/config.pbtxt").read_text(), "lpt_animate")
+    assert {k: v.string_value for k, v in crops.parameters.items()}["crop_on_server"] == "false"
+    assert list(crops.output[0].dims) == [512, 512, 3]
+    assert check_repository(repo) == [f"{name}: python, max batch 4, {n} inputs, 1 outputs: ok"
+                                      for name, n in ((cfg.ANIMATION_MODEL, 3), (cfg.FULL_ANIMATION_MODEL, 7))]
+    with pytest.raises(LptError, match="--crop-on-server writes the full-image animation model"):
+        export_repository(tmp_path / "other", None, None, crop_on_server=True)
 
 
 def _fake_engine(folder: Path, graph: str) -> Path:
@@ -149,3 +182,12 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run([str(lpt), "triton", "check", str(tmp_path / "repo")], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("lpt: error: ") and "not a Triton model configuration" in result.stderr
+
+
+def test_crop_on_server_refuses_what_needs_the_crops_on_the_client(tmp_path: Path) -> None:
+    lpt = Path(sys.executable).parent / "lpt"
+    base = [str(lpt), "triton", "run", "-s", "s.png", "-d", "d.png", "--url", "127.0.0.1:1", "--crop-on-server"]
+    for extra, why in ((["--concat"], "--concat needs the crops"), (["--weights", str(tmp_path)], "the server finds faces")):
+        result = subprocess.run(base + extra, capture_output=True, text=True)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("lpt: error: ") and why in result.stderr

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,7 +16,7 @@ from lpt.files import cache_dir
 from lpt.specs import REGIONS
 
 if TYPE_CHECKING:
-    from lpt.runtime.animate import AnimationOptions
+    from lpt.runtime.pipeline import RunOptions
 
 SYNTHETIC_BANNER = ("*** SYNTHETIC WEIGHTS: not LivePortrait's. The result is NOT a real animation; it shows the "
                     "pipeline runs. Pass --weights with the official pretrained_weights for real output. ***")
@@ -110,25 +110,27 @@ def run_main(source: Path | None, driving: Path | None, output: Path | None, ove
     if is_transparent(source):
         say(f"source {source} has transparent parts: composited over white, as an image viewer shows it")
     from lpt.runtime.animate import AnimationOptions  # torch: only once the inputs and the output are good
+    from lpt.runtime.pipeline import RunOptions
 
+    animation = AnimationOptions(relative=not absolute, stitching=not no_stitching, eye_retargeting=eye_retargeting,
+                                 lip_retargeting=lip_retargeting, region=region,  # type: ignore[arg-type]
+                                 driving_multiplier=driving_multiplier)
+    options = RunOptions(animation, pasteback=not no_pasteback, crop=not no_crop, crop_driving=crop_driving,
+                         max_frames=max_frames, concat=concat, audio=audio,  # type: ignore[arg-type]
+                         fps=Fraction(fps).limit_denominator(1001) if fps else None)
     with OutputClaim(output):
-        _animate(source, driving, output, source_kind, weights, onnx_dir, engines_dir, backend, precision,
-                 AnimationOptions(relative=not absolute, stitching=not no_stitching, eye_retargeting=eye_retargeting,
-                                  lip_retargeting=lip_retargeting, region=region,  # type: ignore[arg-type]
-                                  driving_multiplier=driving_multiplier),
-                 dict(pasteback=not no_pasteback, crop=not no_crop, crop_driving=crop_driving, max_frames=max_frames,
-                      concat=concat, audio=audio, fps=Fraction(fps).limit_denominator(1001) if fps else None),
+        _animate(source, driving, output, source_kind, weights, onnx_dir, engines_dir, backend, precision, options,
                  hold_missing_face=on_missing_face == "hold")
 
 
 def _animate(source: Path, driving: Path, output: Path, source_kind: str, weights: Path | None, onnx_dir: Path,
-             engines_dir: Path, backend: str | None, precision: str | None, animation: AnimationOptions,
-             run_options: dict[str, Any], hold_missing_face: bool) -> None:
+             engines_dir: Path, backend: str | None, precision: str | None, options: RunOptions,
+             hold_missing_face: bool) -> None:
     """The run itself, once the inputs and the output are known to be good."""
     from lpt.models.synthetic import cached_weights, synthetic_marker
     from lpt.runtime.backends import Locations, choose, default_precision, open_backend
     from lpt.runtime.faces import FaceCropper
-    from lpt.runtime.pipeline import Run, RunOptions
+    from lpt.runtime.pipeline import Run
 
     say = lambda text: click.echo(text, err=True)
     weights = weights if weights is not None else cached_weights(say)
@@ -137,16 +139,16 @@ def _animate(source: Path, driving: Path, output: Path, source_kind: str, weight
         say(SYNTHETIC_BANNER)
 
     where = Locations(weights=weights, onnx=onnx_dir, engines=engines_dir)
-    name, why = choose(backend, precision, where, animation.graphs())
+    name, why = choose(backend, precision, where, options.animation.graphs())
     precision = precision or default_precision(name)
     runner_backend = open_backend(name, precision, where)
-    animation = replace(animation, fused=getattr(runner_backend, "fused", False))  # where the backend runs it faster
-    cropper = FaceCropper(weights, no_crop=not run_options["crop"], hold_missing=hold_missing_face)
+    fused = getattr(runner_backend, "fused", False)  # W and G as one graph where the backend runs it faster
+    options = replace(options, animation=replace(options.animation, fused=fused))
+    cropper = FaceCropper(weights, no_crop=not options.crop, hold_missing=hold_missing_face)
 
     def announce() -> None:
         say(f"backend: {runner_backend.describe()} ({why})")
         say(f"faces: {cropper.describe()}")
-    options = RunOptions(animation, **run_options)
     if source_kind == "video":
         from lpt.runtime.video_source import VideoSourceRun
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from lpt.export.graphs import onnx_path
-from lpt.export.provenance import Untraced, check_provenance, untraced
+from lpt.export.provenance import Untraced, untraced
 
 from lpt.errors import LptError
 from lpt.files import cache_dir
@@ -118,9 +118,7 @@ class OpenVinoBackend:
 
     def session(self, graph: str) -> OpenVinoSession:
         if graph not in self._sessions:
-            self.check_files((graph,))
-            if self.weights is not None:
-                check_provenance(self.onnx_dir, [self.path(graph).name], self.weights)
+            self.check_files((graph,))  # traced to the weights already: the constructor checked every file here
             self.cache.mkdir(parents=True, exist_ok=True)
             self._sessions[graph] = OpenVinoSession(self._core, self.path(graph), SPECS[graph], self._config)
         return self._sessions[graph]

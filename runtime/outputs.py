@@ -68,7 +68,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_not_input(output: Path, inputs: dict[str, Path]) -> None:
     """``LptError`` when ``output`` is one of the inputs, by file identity (links and relative paths too)."""
     for what, path in inputs.items():
-        if _same_file(output, path) or output.resolve() == path.resolve():
+        if _same_file(output, path):  # an output that does not exist yet cannot be an input
             raise LptError(f"output {output} is the {what} {path}: writing it would destroy the input; "
                            "choose another -o")
 

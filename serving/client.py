@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from lpt.runtime.animate import AnimationOptions, Driving, StageTimes
@@ -101,16 +101,23 @@ class AnimationStream:
         self.latencies.append(time.perf_counter() - begin)
         return result
 
-    def frame(self, driving_crop: np.ndarray, source_crop: np.ndarray | None = None,
-              relative_to_first: bool = True) -> np.ndarray:
-        """The 512x512x3 uint8 frame for one 256x256x3 driving crop; the first call must give ``source_crop``."""
-        inputs = [_tensor("driving_crop", np.ascontiguousarray(driving_crop, np.uint8)[None], "UINT8")]
+    DRIVING: ClassVar[str] = "driving_crop"  # the model's image inputs: crops here, full images on the full model
+    SOURCE: ClassVar[str] = "source_crop"
+
+    def _first_inputs(self) -> list[Any]:
+        """What a stream's first request carries beside the source and the motion mode."""
+        return []
+
+    def frame(self, driving: np.ndarray, source: np.ndarray | None = None, relative_to_first: bool = True) -> np.ndarray:
+        """The result frame (uint8 RGB) for one driving image (a 256x256 crop here); the first call must give the
+        source (its crop here)."""
+        inputs = [_tensor(self.DRIVING, np.ascontiguousarray(driving, np.uint8)[None], "UINT8")]
         start = not self.started
         if start:
-            if source_crop is None:
-                raise ValueError("a stream's first frame needs its source crop")
-            inputs += [_tensor("source_crop", np.ascontiguousarray(source_crop, np.uint8)[None], "UINT8"),
-                       _tensor("relative_to_first", np.array([[relative_to_first]]), "BOOL")]
+            if source is None:
+                raise ValueError(f"a stream's first frame needs its {self.SOURCE}")
+            inputs += [_tensor(self.SOURCE, np.ascontiguousarray(source, np.uint8)[None], "UINT8"),
+                       _tensor("relative_to_first", np.array([[relative_to_first]]), "BOOL"), *self._first_inputs()]
         out = self._infer(inputs, start, False).as_numpy("frame")
         self.started = True
         return out[0]
@@ -130,21 +137,11 @@ class FullFrameStream(AnimationStream):
     model: str = cfg.FULL_ANIMATION_MODEL
     crop: cfg.CropOptions = field(default_factory=cfg.CropOptions)
 
-    def frame(self, driving_image: np.ndarray, source_image: np.ndarray | None = None,  # type: ignore[override]
-              relative_to_first: bool = True) -> np.ndarray:
-        """The result frame (H, W, 3) uint8 for one full driving frame; the first call must give ``source_image``
-        (as lpt-run loads it: ``lpt.runtime.media.load_image``)."""
-        inputs = [_tensor("driving_image", np.ascontiguousarray(driving_image, np.uint8)[None], "UINT8")]
-        start = not self.started
-        if start:
-            if source_image is None:
-                raise ValueError("a stream's first frame needs its source image")
-            inputs += [_tensor("source_image", np.ascontiguousarray(source_image, np.uint8)[None], "UINT8"),
-                       _tensor("relative_to_first", np.array([[relative_to_first]]), "BOOL")]
-            inputs += [_tensor(name, np.array([[value]]), "BOOL") for name, value in self.crop.flags().items()]
-        out = self._infer(inputs, start, False).as_numpy("frame")
-        self.started = True
-        return out[0]
+    DRIVING: ClassVar[str] = "driving_image"
+    SOURCE: ClassVar[str] = "source_image"  # as lpt-run loads it: ``lpt.runtime.media.load_image``
+
+    def _first_inputs(self) -> list[Any]:
+        return [_tensor(name, np.array([[value]]), "BOOL") for name, value in self.crop.flags().items()]
 
 
 @dataclass(frozen=True)
